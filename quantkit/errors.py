@@ -1,0 +1,40 @@
+"""Exception types. Each says what went wrong, where, and how to fix it.
+
+Every error quantkit raises on bad input derives from :class:`QuantkitError`, so callers (the CLI, the pytest
+plugin) can print one readable line instead of a traceback. Each also derives from the builtin it refines
+(``ValueError``, ``FileNotFoundError``) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class QuantkitError(Exception):
+    """Base class for every error quantkit raises deliberately."""
+
+
+class FormatError(QuantkitError, ValueError):
+    """A tensor cannot be encoded in, or decoded from, a quantization format (shape, NaN/Inf, bad bytes)."""
+
+
+class CheckpointError(QuantkitError, ValueError):
+    """A checkpoint file is truncated, corrupted, or lacks / misshapes a tensor the model needs."""
+
+
+class RecipeError(QuantkitError, ValueError):
+    """A recipe has an unknown field, a wrong type, or an impossible combination of settings."""
+
+
+class CaptionError(QuantkitError, ValueError):
+    """A caption is not valid under Ideogram 4's caption schema."""
+
+
+class MissingWeightsError(QuantkitError, FileNotFoundError):
+    """Model weights needed for a metric or pipeline are not on this machine (and the hub is offline)."""
+
+
+class StoreError(QuantkitError):
+    """A cache entry or golden file is missing, extra, or does not match its recorded hash."""
+
+
+class StatsError(QuantkitError, ValueError):
+    """Scores cannot be compared: unpaired prompt ids, too few prompts, NaN scores."""
