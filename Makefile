@@ -16,6 +16,7 @@ study: install
 
 lint: install
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: lint
