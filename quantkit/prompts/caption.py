@@ -56,6 +56,7 @@ RULES: dict[str, str] = {
     "bbox.order": "bbox has y_min > y_max or x_min > x_max",
     "color.format": "a colour is not an uppercase #RRGGBB string",
     "color.count": "a palette holds more colours than allowed (16 for the style, 5 per element)",
+    "expansion.texts": "(expanders only) the text elements do not render exactly the requested strings",
 }
 
 
