@@ -198,7 +198,8 @@ MEDIUM_PHRASES = {
 # The rendered strings live in text elements; the subject description names the thing, not its words.
 _SAYING = re.compile(
     r"\s*(?:\b(?:reading|saying|that says|which says|with the words?|with the text|printed with|lettered with|"
-    r"spelling out|spelling|titled|labelled|labeled|marked)\s+)?\"[^\"]+\"(?:(?:,|,? and| above| over| below)\s+\"[^\"]+\")*"
+    r"spelling out|spelling|titled|labelled|labeled|marked)\s+)?"
+    r"\"[^\"]+\"(?:(?:,|,? and| above| over| below)\s+\"[^\"]+\")*"
 )
 
 
