@@ -49,6 +49,14 @@ class ExpansionRequest:
         object.__setattr__(self, "texts", tuple(self.texts))
 
 
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """A rejected candidate: what the expander returned and why it failed (fed back to the next attempt)."""
+
+    output: Any
+    findings: tuple[Finding, ...]
+
+
 class Expander(abc.ABC):
     """One way of writing captions. ``id`` names the expander and everything that changes its output (model,
     system-prompt version), since it keys the cache."""
@@ -56,9 +64,9 @@ class Expander(abc.ABC):
     id: str
 
     @abc.abstractmethod
-    def propose(self, request: ExpansionRequest, attempt: int, feedback: Sequence[Finding]) -> str | Mapping:
-        """One candidate caption (JSON text or a dict) for attempt ``attempt`` (0-based); ``feedback`` holds the
-        findings of the previous attempt (empty on the first)."""
+    def propose(self, request: ExpansionRequest, attempt: int, previous: Attempt | None) -> str | Mapping:
+        """One candidate caption (JSON text or a dict) for attempt ``attempt`` (0-based); ``previous`` is the
+        rejected candidate before it (None on the first attempt)."""
 
 
 def expand(
@@ -74,21 +82,22 @@ def expand(
         return cached
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    feedback: list[Finding] = []
-    last_output: Any = None
+    previous: Attempt | None = None
     for attempt in range(max_attempts):
-        last_output = expander.propose(request, attempt, tuple(feedback))
-        candidate = repair(last_output)
-        feedback = validate(candidate) or text_findings(candidate, request.texts)
-        if not feedback:
+        output = expander.propose(request, attempt, previous)
+        candidate = repair(output)
+        findings = validate(candidate) or text_findings(candidate, request.texts)
+        if not findings:
             caption = parse(candidate)
             if cache is not None:
                 cache.put(expander.id, request, caption, attempts=attempt + 1)
             return caption
-    listing = "\n  ".join(str(f) for f in feedback[:12])
+        previous = Attempt(output, tuple(findings))
+    assert previous is not None
+    listing = "\n  ".join(str(f) for f in previous.findings[:12])
     raise CaptionError(
         f"expander {expander.id!r} produced no valid caption for raw prompt {request.raw!r} (seed {request.seed}) "
-        f"in {max_attempts} attempt(s). Last output (first 300 chars): {str(last_output)[:300]!r}\n"
+        f"in {max_attempts} attempt(s). Last output (first 300 chars): {str(previous.output)[:300]!r}\n"
         f"Last findings:\n  {listing}\n"
         "Fix: raise max_attempts, install `outlines` for schema-constrained decoding, or use a stronger model."
     )

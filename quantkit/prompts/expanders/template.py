@@ -16,8 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from quantkit.prompts.caption import Finding
-from quantkit.prompts.expanders.base import Expander, ExpansionRequest
+from quantkit.prompts.expanders.base import Attempt, Expander, ExpansionRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +212,7 @@ class TemplateExpander(Expander):
 
     id = "template-v1"
 
-    def propose(self, request: ExpansionRequest, attempt: int, feedback: Sequence[Finding]) -> Mapping:
+    def propose(self, request: ExpansionRequest, attempt: int, previous: Attempt | None) -> Mapping:
         return build_caption(request)
 
 
