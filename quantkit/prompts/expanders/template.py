@@ -168,6 +168,34 @@ LAYOUTS: tuple[tuple[tuple[int, int, int, int], tuple[tuple[int, int, int, int],
     ((420, 250, 940, 750), ((60, 60, 200, 600), (220, 60, 300, 600), (60, 650, 160, 940))),
 )
 JITTER = 25
+# A raw prompt that names a colour keeps it: the subject then gets no competing palette colour.
+COLOUR_WORDS = frozenset(
+    [
+        "red",
+        "orange",
+        "yellow",
+        "green",
+        "blue",
+        "purple",
+        "pink",
+        "brown",
+        "black",
+        "white",
+        "grey",
+        "gray",
+        "gold",
+        "golden",
+        "silver",
+        "brass",
+        "copper",
+        "bronze",
+        "navy",
+        "teal",
+        "turquoise",
+        "cream",
+        "ivory",
+    ]
+)
 
 
 class _Picker:
@@ -238,18 +266,14 @@ def build_caption(request: ExpansionRequest) -> dict[str, Any]:
     if pick.chance("style-palette", 75):
         style["color_palette"] = [hex_ for _, hex_ in palette]
 
-    subject_colour = pick.choice("subject-colour", palette)
     subject = _SAYING.sub("", request.raw).strip().rstrip(".,;: ") or "the scene"
-    elements = [
-        _element(
-            "obj",
-            f"{_sentence(subject)}, the main subject, with {subject_colour[0]} as its dominant colour.",
-            subject_box if with_bboxes else None,
-            pick,
-            "subject",
-            [subject_colour[1]],
-        )
-    ]
+    if COLOUR_WORDS.isdisjoint(re.findall(r"[a-z]+", request.raw.lower())):
+        colour_name, colours = pick.choice("subject-colour", palette)
+        subject_desc = f"{_sentence(subject)}, the main subject, with {colour_name} as its dominant colour."
+        subject_colours = [colours]
+    else:
+        subject_desc, subject_colours = f"{_sentence(subject)}, the main subject, in its own named colours.", None
+    elements = [_element("obj", subject_desc, subject_box if with_bboxes else None, pick, "subject", subject_colours)]
     for index, text in enumerate(request.texts):
         colour = pick.choice(f"text-colour-{index}", palette)
         size = "Large" if index == 0 else pick.choice(f"text-size-{index}", ("Medium", "Small"))
@@ -298,7 +322,7 @@ def _element(
     box: Sequence[int] | None,
     pick: _Picker,
     slot: str,
-    colours: list[str],
+    colours: list[str] | None,
     *,
     text: str | None = None,
 ) -> dict[str, Any]:
@@ -308,7 +332,7 @@ def _element(
     if text is not None:
         element["text"] = text
     element["desc"] = desc
-    if pick.chance(f"{slot}-palette", 60):
+    if colours and pick.chance(f"{slot}-palette", 60):
         element["color_palette"] = colours
     return element
 
