@@ -257,6 +257,18 @@ class Study:
                 values[prompt.id] = float(value)
         return values
 
+    def facts(self, name: str) -> Any:
+        """Size and latency of variant ``name``: bytes of both transformers' linear layers as the variant stores
+        them (packed weights, scales, kept layers), and mean seconds per generated image."""
+        from quantkit.report.summary import VariantFacts
+
+        report = self.variant(name).report
+        seconds = [g.seconds for g in self.images(name).values()]
+        return VariantFacts(
+            disk_bytes=sum(row.bytes for row in report.rows) if report is not None else None,
+            seconds_per_image=sum(seconds) / len(seconds) if seconds else None,
+        )
+
     def score_all(self) -> ScoreTable:
         for name in self.config.variants:
             self.scores(name)

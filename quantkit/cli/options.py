@@ -24,7 +24,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated (default: %(default)s)")
     group.add_argument("--reference", default="fp8", help="variant the others are compared with (default: %(default)s)")
     group.add_argument("--metrics", default=",".join(METRICS), help="comma-separated (default: all)")
-    group.add_argument("--prompts", default="benchmark-v1", help="prompt set name or .jsonl path (default: %(default)s)")
+    group.add_argument(
+        "--prompts", default="benchmark-v1", help="prompt set name or .jsonl path (default: %(default)s)"
+    )
     group.add_argument("--prompt-limit", type=int, help="stratified subset size (default: 10 on tiny, all otherwise)")
     group.add_argument("--categories", help="comma-separated prompt categories to keep")
     group.add_argument("--shard", help="I/N: keep the I-th of N interleaved slices of the prompts (CI sharding)")
@@ -32,7 +34,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resolution", help="H or HxW in pixels (default: 128 on tiny, 1024 otherwise)")
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     group.add_argument("--offload", default="none", choices=("none", "text_encoder", "model"))
-    group.add_argument("--cache", default=None, help="image and score cache (default: $QUANTKIT_CACHE or .quantkit-cache)")
+    group.add_argument(
+        "--cache", default=None, help="image and score cache (default: $QUANTKIT_CACHE or .quantkit-cache)"
+    )
     group.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default: %(default)s)")
     group.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
 

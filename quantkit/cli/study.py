@@ -22,8 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_run_options(parser)
-    parser.add_argument("--gates", default=None, help="gate profile name or TOML path (default: tiny for the tiny "
-                        "model, ideogram4 otherwise)")
+    parser.add_argument(
+        "--gates",
+        default=None,
+        help="gate profile name or TOML path (default: tiny for the tiny model, ideogram4 otherwise)",
+    )
     parser.add_argument("--no-gates", action="store_true", help="score only (CI shards); gates run after the merge")
     parser.add_argument("--scores-out", type=Path, help="also write the per-prompt score table here (JSON)")
     parser.add_argument("--out", type=Path, default=Path("quantkit-out"), help="report folder (default: %(default)s)")
@@ -39,13 +42,20 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     profile = None if args.no_gates else load_profile(args.gates or ("tiny" if config.model == "tiny" else "ideogram4"))
     study = Study(config, progress=not args.quiet)
-    _say(args, f"quantkit study: model {config.model}, {len(study.prompts)} prompts from {config.prompts}, "
-               f"variants {', '.join(config.variants)} (reference {config.reference}), sampler {config.preset} "
-               f"at {config.resolution[0]}x{config.resolution[1]}")
+    _say(
+        args,
+        f"quantkit study: model {config.model}, {len(study.prompts)} prompts from {config.prompts}, "
+        f"variants {', '.join(config.variants)} (reference {config.reference}), sampler {config.preset} "
+        f"at {config.resolution[0]}x{config.resolution[1]}",
+    )
     for name in config.variants:
         variant = study.variant(name)
-        if variant.report is not None:
-            _say(args, f"  {name}: {variant.report.summary()}")
+        report = variant.report
+        _say(
+            args,
+            f"  {name}: {len(report.quantized)} linears quantized, {len(report.kept)} kept, "
+            f"{report.footprint_ratio:.2f}x smaller than bf16 on the quantized linears",
+        )
         study.scores(name)
     if args.scores_out:
         study.table.save(args.scores_out)
@@ -63,4 +73,3 @@ def run(args: argparse.Namespace) -> int:
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
         print(text, file=sys.stderr)
-
