@@ -12,8 +12,8 @@ FP8: every Linear's ``<name>.weight`` is ``float8_e4m3fn`` with a float32 per-ro
 biases and the image-indicator embedding are bf16. NF4: every Linear's weight is a bitsandbytes ``Params4bit``
 serialisation (``.weight`` packed uint8, ``.weight.absmax``, ``.weight.quant_map``, optional ``.weight.nested_*``,
 ``.weight.quant_state.bitsandbytes__nf4``), read with bitsandbytes' own ``QuantState.from_dict``. Splitting qkv is
-exact in both: fp8 scales are per row, and NF4 blocks never straddle q/k/v when ``hidden**2`` is a multiple of the
-block size. Double-quantized NF4 absmax is expanded to the float32 values bitsandbytes itself would decode.
+exact in both: fp8 scales are per row, and NF4 blocks (and the 256-block groups of double quantization, which share
+one offset) never straddle q/k/v when ``hidden**2`` is a multiple of them (true for 4608 and for the tiny model).
 
 The writers produce the same layout from a float model, so tests can build tiny published checkpoints.
 """
@@ -36,7 +36,7 @@ from diffusers import Ideogram4Transformer2DModel
 from torch import nn
 
 from quantkit.atomic import write_bytes, write_json
-from quantkit.codecs import quantize
+from quantkit.codecs import nf4, quantize
 from quantkit.codecs.base import Packed
 from quantkit.errors import CheckpointError
 
@@ -97,8 +97,8 @@ def load_published_fp8(path: str | os.PathLike[str], config: Mapping[str, object
 
 
 def load_published_nf4(path: str | os.PathLike[str], config: Mapping[str, object] | None = None) -> Tensors:
-    """The bitsandbytes NF4 checkpoint at ``path`` in diffusers names: ``nf4`` ``Packed`` for every Linear weight
-    (``data`` packed uint8 codes, ``scale`` float32 absmax per block, ``extra["quant_map"]`` the 16-entry code)."""
+    """The bitsandbytes NF4 checkpoint at ``path`` in diffusers names: ``nf4`` ``Packed`` (``quantkit.codecs.nf4``'s
+    layout, double quantization kept as stored) for every Linear weight, plain tensors for the rest."""
     return _load(path, config, _nf4_linear)
 
 
@@ -167,26 +167,34 @@ def _fp8_linear(reader: _Reader, key: str) -> Packed | None:
 def _nf4_linear(reader: _Reader, key: str) -> Packed | None:
     if key + NF4_STATE not in reader.keys:
         return None
+    where = reader.where(key)
     prefix = key + "."
     state_dict = {k.removeprefix(prefix): reader.get(k) for k in reader.keys if k.startswith(prefix)}
     try:
         state = bnbf.QuantState.from_dict(state_dict, device=torch.device("cpu"))
     except Exception as exc:
-        raise CheckpointError(f"{reader.where(key)}: cannot read the NF4 quant state of {key!r}: {exc}") from exc
-    absmax = state.absmax
-    if state.nested:
-        absmax = bnbf.dequantize_blockwise(state.absmax, state.state2) + state.offset
-    data = reader.get(key).reshape(-1)
+        raise CheckpointError(f"{where}: cannot read the NF4 quant state of {key!r}: {exc}") from exc
+    if state.quant_type != "nf4" or not torch.equal(state.code.float(), nf4.nf4_code()):
+        raise CheckpointError(f"{where}: {key!r} is {state.quant_type} with a non-standard code, not bitsandbytes NF4")
+    data = reader.get(key)
     numel = math.prod(state.shape)
     if data.dtype != torch.uint8 or data.numel() != (numel + 1) // 2:
         raise CheckpointError(
-            f"{reader.where(key)}: NF4 weight {key!r} should hold {(numel + 1) // 2} uint8 bytes for shape "
+            f"{where}: NF4 weight {key!r} should hold {(numel + 1) // 2} uint8 bytes for shape "
             f"{tuple(state.shape)}, got {data.numel()} {data.dtype}"
         )
-    if absmax.numel() != math.ceil(numel / state.blocksize) or not bool(torch.isfinite(absmax).all()):
-        raise CheckpointError(f"{reader.where(key)}: NF4 absmax of {key!r} is misshapen or not finite")
-    extra = {"quant_map": state.code.float()}
-    return Packed("nf4", tuple(state.shape), data, absmax.float(), extra)
+    if state.absmax.numel() != math.ceil(numel / state.blocksize):
+        raise CheckpointError(f"{where}: NF4 absmax of {key!r} has {state.absmax.numel()} blocks, shape disagrees")
+    extra = {"blocksize": torch.tensor(state.blocksize, dtype=torch.int64)}
+    if state.nested:
+        nested = state.state2
+        if nested.blocksize != nf4.NESTED_BLOCKSIZE or not torch.equal(nested.code.float(), nf4.dynamic_code()):
+            raise CheckpointError(f"{where}: {key!r} double-quantizes its absmax in a way bitsandbytes does not")
+        extra |= {"nested_absmax": nested.absmax.float(), "nested_offset": state.offset.float().reshape(())}
+    packed = Packed("nf4", tuple(state.shape), data.reshape(-1, 1), state.absmax, extra)
+    if not bool(torch.isfinite(nf4.dequantize(packed)).all()):
+        raise CheckpointError(f"{where}: NF4 weight {key!r} decodes to NaN or Inf; the checkpoint is corrupted")
+    return packed
 
 
 def _split(value: Packed | torch.Tensor, parts: int, key: str, reader: _Reader) -> list[Packed | torch.Tensor]:
@@ -204,21 +212,20 @@ def _split(value: Packed | torch.Tensor, parts: int, key: str, reader: _Reader) 
             Packed(value.fmt, shape, d, s)
             for d, s in zip(value.data.chunk(parts), value.scale.chunk(parts), strict=True)
         ]
-    numel, total_blocks = math.prod(shape), value.scale.numel()
-    blocksize = value.numel // total_blocks
-    if value.numel % total_blocks or numel % blocksize or numel % 2:
+    numel, blocksize = math.prod(shape), int(value.extra["blocksize"])
+    blocks = numel // blocksize
+    nested = "nested_absmax" in value.extra
+    if numel % blocksize or numel % 2 or (nested and blocks % nf4.NESTED_BLOCKSIZE):
         raise CheckpointError(f"{reader.where(key)}: NF4 blocks of {key!r} straddle the q/k/v boundary")
-    nbytes, blocks = numel // 2, numel // blocksize
-    return [
-        Packed(
-            value.fmt,
-            shape,
-            value.data[i * nbytes : (i + 1) * nbytes],
-            value.scale[i * blocks : (i + 1) * blocks],
-            dict(value.extra),
-        )
-        for i in range(parts)
-    ]
+    pieces = []
+    for i in range(parts):
+        extra = dict(value.extra)
+        if nested:
+            per = blocks // nf4.NESTED_BLOCKSIZE
+            extra["nested_absmax"] = value.extra["nested_absmax"][i * per : (i + 1) * per]
+        data = value.data[i * numel // 2 : (i + 1) * numel // 2]
+        pieces.append(Packed(value.fmt, shape, data, value.scale[i * blocks : (i + 1) * blocks], extra))
+    return pieces
 
 
 class _Reader:

@@ -35,10 +35,7 @@ def linear_weights(model):
 
 
 def nf4_decode(p: Packed) -> torch.Tensor:
-    """Decode with bitsandbytes itself, independently of quantkit's codec."""
-    blocksize = p.numel // p.scale.numel()
-    state = bnbf.QuantState(p.scale, p.shape, p.extra["quant_map"], blocksize, "nf4", torch.bfloat16)
-    return bnbf.dequantize_4bit(p.data.reshape(-1, 1), state).float()
+    return dequantize(p, torch.bfloat16).float()
 
 
 def test_the_key_mapping_splits_qkv_and_renames_o():
