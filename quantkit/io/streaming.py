@@ -5,18 +5,18 @@ tensor: every format quantizes rows independently, so the source is read in row 
 mmap, whose touched pages would count against the process), each chunk is quantized with the same codec the
 in-memory path uses, and its bytes are written at their final offset. The output layout (safetensors header, GGUF
 tensor infos) is computed from the source headers before any data is read, so the file equals, byte for byte,
-what quantizing everything in memory and saving with ``safetensors`` / gguf-py's ``GGUFWriter`` produces.
+what quantizing everything in memory and saving with ``quantkit.io.safetensors.save_packed`` /
+``quantkit.io.gguf.write_gguf`` produces (safetensors orders several metadata keys by a randomly seeded hash, so
+byte equality holds for at most one metadata key, e.g. the recipe JSON).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -28,11 +28,11 @@ import torch
 from quantkit.atomic import atomic_open
 from quantkit.codecs import quantize
 from quantkit.errors import CheckpointError, FormatError
+from quantkit.io import replacing
+from quantkit.io.gguf import PACKED_TYPES, PLAIN_TYPES, _add_metadata
 
 CHUNK_BYTES = 64 * 1024 * 1024  # float32 bytes of one row chunk being quantized
-SCALE_SUFFIX = ".weight_scale"
 SAFETENSORS_FORMATS = {"int8": "I8", "fp8_e4m3": "F8_E4M3"}  # per-row formats: codes + float32 row scale
-GGUF_TYPES = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_k": gguf.GGMLQuantizationType.Q4_K}
 GGUF_ARCH = "ideogram4"
 
 # safetensors' own serialisation order: descending dtype rank (its ``Dtype`` enum), then name.
@@ -173,22 +173,25 @@ def stream_quantize(
     fmt: str,
     *,
     select: Select = is_linear_weight,
+    metadata: dict[str, str] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> StreamResult:
     """Quantize the tensors ``select`` picks to ``fmt``; ``dst``'s suffix picks the container.
 
-    ``.safetensors``: ``int8`` / ``fp8_e4m3`` codes under the tensor's name plus ``<layer>.weight_scale`` (float32
-    per row); other tensors keep their dtype. ``.gguf``: ``q8_0`` / ``q4_k`` blocks; other tensors (and rows the
-    block size does not divide) are stored F16, as in the published GGUF builds.
+    ``.safetensors``: ``int8`` / ``fp8_e4m3`` codes under the tensor's name plus ``<name>_scale`` (float32 per row),
+    as ``save_packed`` writes them. ``.gguf``: ``q8_0`` / ``q4_k`` blocks, as ``write_gguf`` writes them. Other
+    tensors (and, for GGUF, rows the block size does not divide) keep their dtype. ``metadata`` goes in the header
+    (string values for safetensors; str/int/float/bool KV pairs for GGUF).
     """
     dst = Path(dst)
     sources = source_tensors(src)
+    metadata = dict(metadata or {})
     if dst.suffix == ".safetensors":
         pieces = _safetensors_pieces(sources, fmt, select)
-        _write_safetensors(dst, pieces, chunk_bytes)
+        _write_safetensors(dst, pieces, metadata, chunk_bytes)
     elif dst.suffix == ".gguf":
         pieces = _gguf_pieces(sources, fmt, select)
-        _write_gguf(dst, pieces, fmt, chunk_bytes)
+        _write_gguf(dst, pieces, fmt, metadata, chunk_bytes)
     else:
         raise FormatError(f"{dst}: streaming writes .safetensors or .gguf files, not {dst.suffix or 'no suffix'}")
     quantized = tuple(p.source.name for p in pieces if p.kind in ("codes", "gguf"))
@@ -205,7 +208,7 @@ def _safetensors_pieces(sources: Sequence[SourceTensor], fmt: str, select: Selec
         if not (_is_float(s) and select(s.name, s.shape)):
             pieces.append(Piece(s.name, s.dtype, s.shape, s.nbytes, s, "copy"))
             continue
-        scale_name = s.name.removesuffix(".weight") + SCALE_SUFFIX
+        scale_name = f"{s.name}_scale"
         if scale_name in names:
             raise CheckpointError(f"{s.file}: {s.name!r} would be quantized but {scale_name!r} already exists")
         numel = math.prod(s.shape)
@@ -216,7 +219,7 @@ def _safetensors_pieces(sources: Sequence[SourceTensor], fmt: str, select: Selec
 
 def safetensors_header(pieces: Sequence[Piece], metadata: dict[str, str] | None = None) -> bytes:
     """The header ``safetensors`` writes for these tensors in this order: compact JSON padded to 8 bytes."""
-    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
     offset = 0
     for p in pieces:
         header[p.name] = {"dtype": p.dtype, "shape": list(p.shape), "data_offsets": [offset, offset + p.nbytes]}
@@ -226,8 +229,11 @@ def safetensors_header(pieces: Sequence[Piece], metadata: dict[str, str] | None 
     return struct.pack("<Q", len(text)) + text
 
 
-def _write_safetensors(dst: Path, pieces: list[Piece], chunk_bytes: int) -> None:
-    header = safetensors_header(pieces)
+def _write_safetensors(dst: Path, pieces: list[Piece], metadata: dict[str, str], chunk_bytes: int) -> None:
+    bad = [k for k, v in metadata.items() if not isinstance(v, str)]
+    if bad:
+        raise CheckpointError(f"{dst}: safetensors metadata must map str to str; offending keys {bad}")
+    header = safetensors_header(pieces, metadata)
     offsets, position = {}, len(header)
     for p in pieces:
         offsets[p.name] = position
@@ -247,65 +253,51 @@ def _write_safetensors(dst: Path, pieces: list[Piece], chunk_bytes: int) -> None
 
 
 def _gguf_pieces(sources: Sequence[SourceTensor], fmt: str, select: Select) -> list[Piece]:
-    if fmt not in GGUF_TYPES:
-        raise FormatError(f"streaming to GGUF supports {', '.join(GGUF_TYPES)}, not {fmt!r}")
-    block, type_size = gguf.GGML_QUANT_SIZES[GGUF_TYPES[fmt]]
+    if fmt not in PACKED_TYPES:
+        raise FormatError(f"streaming to GGUF supports {', '.join(PACKED_TYPES)}, not {fmt!r}")
+    _, block, block_bytes = PACKED_TYPES[fmt]
     pieces = []
     for s in sources:
-        if _is_float(s) and select(s.name, s.shape) and s.shape[-1] % block == 0:
-            row = s.shape[-1] // block * type_size
-            pieces.append(Piece(s.name, fmt, s.shape, s.rows * row, s, "gguf"))
-        elif _is_float(s):
-            pieces.append(Piece(s.name, "F16", s.shape, 2 * math.prod(s.shape), s, "f16"))
+        if _torch_dtype(s) not in PLAIN_TYPES:
+            raise FormatError(f"{s.file}: GGUF holds float32/float16/bfloat16 tensors, {s.name!r} is {s.dtype}")
+        if select(s.name, s.shape) and s.shape[-1] % block == 0:
+            pieces.append(Piece(s.name, fmt, s.shape, s.rows * (s.shape[-1] // block * block_bytes), s, "gguf"))
         else:
-            raise FormatError(f"{s.file}: GGUF streaming stores float tensors only, {s.name!r} is {s.dtype}")
+            pieces.append(Piece(s.name, s.dtype, s.shape, s.nbytes, s, "copy"))
     return pieces
 
 
-def _write_gguf(dst: Path, pieces: list[Piece], fmt: str, chunk_bytes: int) -> None:
-    writer = gguf_writer_for(pieces, fmt)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer.write_header_to_file(path=Path(tmp))
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        out = writer.fout[0]
-        offset = _pad(out.tell(), writer.data_alignment)
-        with _Sources() as sources:
+def _write_gguf(dst: Path, pieces: list[Piece], fmt: str, metadata: dict[str, object], chunk_bytes: int) -> None:
+    """gguf-py writes the header, metadata and tensor infos; the data goes at the offsets those infos record."""
+    with replacing(dst) as tmp:
+        writer = gguf.GGUFWriter(tmp, GGUF_ARCH)
+        try:
+            for key, value in metadata.items():
+                _add_metadata(writer, dst, key, value)
             for p in pieces:
-                handle = sources.handle(p.source)
                 if p.kind == "gguf":
-                    for first, _, packed in _quantized_chunks(handle, p.source, fmt, chunk_bytes):
-                        _write_at(out, offset + first * (p.nbytes // p.source.rows), _bytes(packed.data))
+                    shape, dtype, raw = (p.source.rows, p.nbytes // p.source.rows), np.uint8, PACKED_TYPES[fmt][0]
                 else:
-                    for first, stop in _row_ranges(p.source, chunk_bytes):
-                        rows = read_rows(handle, p.source, first, stop).to(torch.float16)
-                        _write_at(out, offset + 2 * first * p.source.shape_row_numel, _bytes(rows))
-                offset += _pad(p.nbytes, writer.data_alignment)
-        out.truncate(offset)  # zero padding after the last tensor, as gguf-py writes it
-        out.flush()
-        os.fsync(out.fileno())
-        writer.close()
-        os.replace(tmp, dst)
-    except BaseException:
-        writer.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def gguf_writer_for(pieces: Sequence[Piece], fmt: str) -> gguf.GGUFWriter:
-    """A GGUFWriter with this file's metadata and tensor infos: shared by the streaming and the in-memory path."""
-    writer = gguf.GGUFWriter(path=None, arch=GGUF_ARCH)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    for p in pieces:
-        if p.kind == "gguf":
-            byte_shape = (p.source.rows, p.nbytes // p.source.rows)
-            writer.add_tensor_info(p.name, byte_shape, np.dtype(np.uint8), p.nbytes, raw_dtype=GGUF_TYPES[fmt])
-        else:
-            writer.add_tensor_info(p.name, p.shape, np.dtype(np.float16), p.nbytes)
-    return writer
+                    shape, dtype, raw = p.shape, np.float32, PLAIN_TYPES[_torch_dtype(p.source)]
+                writer.add_tensor_info(p.name, shape, np.dtype(dtype), p.nbytes, raw_dtype=raw)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            out = writer.fout[0]
+            offset = _pad(out.tell(), writer.data_alignment)
+            with _Sources() as sources:
+                for p in pieces:
+                    handle = sources.handle(p.source)
+                    if p.kind == "gguf":
+                        for first, _, packed in _quantized_chunks(handle, p.source, fmt, chunk_bytes):
+                            _write_at(out, offset + first * (p.nbytes // p.source.rows), _bytes(packed.data))
+                    else:
+                        _copy(handle, p.source, out, offset, chunk_bytes)
+                    offset += _pad(p.nbytes, writer.data_alignment)
+            out.truncate(offset)  # zero padding after the last tensor, as gguf-py writes it
+            out.flush()
+        finally:
+            writer.close()
 
 
 # -- row chunks ------------------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ import torch
 from quantkit.codecs import dequantize, quantize
 from quantkit.codecs.base import Packed
 from quantkit.errors import CheckpointError, FormatError
-from quantkit.io.streaming import GGUF_ARCH, GGUF_TYPES, SCALE_SUFFIX, is_linear_weight, stream_quantize
+from quantkit.io.gguf import PACKED_TYPES, write_gguf
+from quantkit.io.safetensors import load_packed, save_packed
+from quantkit.io.streaming import is_linear_weight, stream_quantize
 
 
 def synthetic_checkpoint(folder, *, shards=2, seed=0):
@@ -41,32 +43,28 @@ def synthetic_checkpoint(folder, *, shards=2, seed=0):
     return tensors
 
 
-def in_memory_safetensors(tensors, fmt):
-    out = {}
-    for name, value in tensors.items():
-        if is_linear_weight(name, tuple(value.shape)):
-            packed = quantize(value, fmt, name=name)
-            out[name] = packed.data
-            out[name.removesuffix(".weight") + SCALE_SUFFIX] = packed.scale
-        else:
-            out[name] = value
-    return safetensors.torch.save(out)
+METADATA = {"quantkit.recipe": '{"name": "int8_w8a8"}'}
+
+
+def in_memory_safetensors(tensors, fmt, path):
+    """The in-memory path: quantize everything, then ``save_packed``."""
+    quantized = {
+        name: quantize(value, fmt, name=name) if is_linear_weight(name, tuple(value.shape)) else value
+        for name, value in tensors.items()
+    }
+    save_packed(path, quantized, METADATA)
+    return path.read_bytes()
 
 
 def in_memory_gguf(tensors, order, fmt, path):
-    writer = gguf.GGUFWriter(path, arch=GGUF_ARCH)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    block = gguf.GGML_QUANT_SIZES[GGUF_TYPES[fmt]][0]
+    """The in-memory path: quantize everything (whole blocks only), then ``write_gguf`` in source order."""
+    block = PACKED_TYPES[fmt][1]
+    quantized = {}
     for name in order:
         value = tensors[name]
-        if is_linear_weight(name, tuple(value.shape)) and value.shape[-1] % block == 0:
-            writer.add_tensor(name, quantize(value, fmt, name=name).data.numpy(), raw_dtype=GGUF_TYPES[fmt])
-        else:
-            writer.add_tensor(name, value.to(torch.float16).numpy())
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+        selected = is_linear_weight(name, tuple(value.shape)) and value.shape[-1] % block == 0
+        quantized[name] = quantize(value, fmt, name=name) if selected else value
+    write_gguf(path, quantized, METADATA)
     return path.read_bytes()
 
 
@@ -74,8 +72,11 @@ def in_memory_gguf(tensors, order, fmt, path):
 @pytest.mark.parametrize("chunk_bytes", [1024, 64 * 1024 * 1024])
 def test_streamed_safetensors_equal_in_memory_quantization_byte_for_byte(tmp_path, fmt, chunk_bytes):
     tensors = synthetic_checkpoint(tmp_path)
-    result = stream_quantize(tmp_path, tmp_path / "out.safetensors", fmt, chunk_bytes=chunk_bytes)
-    assert (tmp_path / "out.safetensors").read_bytes() == in_memory_safetensors(tensors, fmt)
+    result = stream_quantize(tmp_path, tmp_path / "out.safetensors", fmt, metadata=METADATA, chunk_bytes=chunk_bytes)
+    expected = in_memory_safetensors(tensors, fmt, tmp_path / "reference.safetensors")
+    assert (tmp_path / "out.safetensors").read_bytes() == expected
+    loaded, metadata = load_packed(tmp_path / "out.safetensors")
+    assert metadata == METADATA and loaded["layers.0.feed_forward.w2.weight"].fmt == fmt
     assert "layers.0.feed_forward.w2.weight" in result.quantized
     assert "embed_image_indicator.weight" in result.kept and "layers.0.attention_norm1.weight" in result.kept
 
@@ -86,7 +87,7 @@ def test_streamed_int8_decodes_to_the_codec_result(tmp_path):
     loaded = safetensors.torch.load_file(tmp_path / "out.safetensors")
     name = "layers.0.attention.to_q.weight"
     expected = dequantize(quantize(tensors[name], "int8"))
-    packed = Packed("int8", tuple(loaded[name].shape), loaded[name], loaded["layers.0.attention.to_q.weight_scale"])
+    packed = Packed("int8", tuple(loaded[name].shape), loaded[name], loaded[f"{name}_scale"])
     assert torch.equal(dequantize(packed), expected)
 
 
@@ -98,10 +99,10 @@ def test_streamed_gguf_equals_gguf_writer_output_byte_for_byte(tmp_path, chunk_b
         for file in sorted(tmp_path.glob("model-*.safetensors"))
         for name in safetensors.torch.load_file(file)  # shard order, then each file's own order
     ]
-    result = stream_quantize(tmp_path, tmp_path / "out.gguf", "q8_0", chunk_bytes=chunk_bytes)
+    result = stream_quantize(tmp_path, tmp_path / "out.gguf", "q8_0", metadata=METADATA, chunk_bytes=chunk_bytes)
     expected = in_memory_gguf(tensors, order, "q8_0", tmp_path / "reference.gguf")
     assert (tmp_path / "out.gguf").read_bytes() == expected
-    assert "odd.weight" in result.kept  # rows of 48 are not whole 32-weight Q8_0 blocks: kept F16
+    assert "odd.weight" in result.kept  # rows of 48 are not whole 32-weight Q8_0 blocks: kept as stored
     reader = gguf.GGUFReader(tmp_path / "out.gguf")
     w2 = next(t for t in reader.tensors if t.name == "layers.0.feed_forward.w2.weight")
     assert w2.tensor_type == gguf.GGMLQuantizationType.Q8_0
