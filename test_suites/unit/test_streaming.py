@@ -91,24 +91,25 @@ def test_streamed_int8_decodes_to_the_codec_result(tmp_path):
     assert torch.equal(dequantize(packed), expected)
 
 
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_k"])
 @pytest.mark.parametrize("chunk_bytes", [2048, 64 * 1024 * 1024])
-def test_streamed_gguf_equals_gguf_writer_output_byte_for_byte(tmp_path, chunk_bytes):
+def test_streamed_gguf_equals_write_gguf_output_byte_for_byte(tmp_path, fmt, chunk_bytes):
     tensors = synthetic_checkpoint(tmp_path)
     order = [
         name
         for file in sorted(tmp_path.glob("model-*.safetensors"))
         for name in safetensors.torch.load_file(file)  # shard order, then each file's own order
     ]
-    result = stream_quantize(tmp_path, tmp_path / "out.gguf", "q8_0", metadata=METADATA, chunk_bytes=chunk_bytes)
-    expected = in_memory_gguf(tensors, order, "q8_0", tmp_path / "reference.gguf")
+    result = stream_quantize(tmp_path, tmp_path / "out.gguf", fmt, metadata=METADATA, chunk_bytes=chunk_bytes)
+    expected = in_memory_gguf(tensors, order, fmt, tmp_path / "reference.gguf")
     assert (tmp_path / "out.gguf").read_bytes() == expected
-    assert "odd.weight" in result.kept  # rows of 48 are not whole 32-weight Q8_0 blocks: kept as stored
+    assert "odd.weight" in result.kept  # rows of 48 are not whole Q8_0 / Q4_K blocks: kept as stored
     reader = gguf.GGUFReader(tmp_path / "out.gguf")
     w2 = next(t for t in reader.tensors if t.name == "layers.0.feed_forward.w2.weight")
-    assert w2.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    assert w2.tensor_type == PACKED_TYPES[fmt][0]
     decoded = gguf.quants.dequantize(np.asarray(w2.data), w2.tensor_type)
     source = tensors["layers.0.feed_forward.w2.weight"]
-    np.testing.assert_array_equal(decoded, dequantize(quantize(source, "q8_0")).numpy())
+    np.testing.assert_array_equal(decoded, dequantize(quantize(source, fmt)).numpy())
 
 
 def test_a_truncated_source_is_a_clear_error(tmp_path):
