@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 import torch
 from torch import nn
 
+from quantkit.calibrate.smoothquant import fold_runtime_smoothing_
 from quantkit.codecs.base import Packed, check_input
 from quantkit.errors import CheckpointError, QuantkitError, RecipeError
 from quantkit.nn import FP8Linear, GGUFLinear, QuantizedLinear, W8A8Linear, layer_class
@@ -128,6 +129,9 @@ def quantize_(target: object, recipe: Recipe, calibration: Calibration | None = 
     built = {d.name: _build(linears[d.name][1], d, recipe) for d in decisions if d.quantize}
     for full, layer in built.items():
         _swap(models, full, layer)
+    if isinstance(recipe, Int8W8A8) and calibration is not None:
+        for model in models.values():
+            fold_runtime_smoothing_(model)
     return _report(models, recipe, {d.name: d for d in decisions})
 
 

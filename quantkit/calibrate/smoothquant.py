@@ -14,6 +14,10 @@ the graph allows, so it costs nothing at run time:
 Everything else (``to_out.0``, ``adaln_modulation``, the embedders, ``final_layer.linear``) gets ``1/s`` applied to
 its input at run time (``W8A8Linear``'s ``smooth`` vector). Linears that share an input share one ``s``, with the
 weight maximum taken over all of them, so the shared fold stays valid.
+
+Two entry points: ``smooth_`` transforms a float model (the exact-identity reference); ``quantize_`` builds
+``W8A8Linear`` layers with run-time ``smooth`` vectors from ``CalibrationStats.smoothing`` and then calls
+``fold_runtime_smoothing_`` to move them into the graph where every reader of the input agrees.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import torch
 from torch import nn
 
 from quantkit.errors import QuantkitError
+from quantkit.nn.base import QuantizedLinear
+from quantkit.nn.w8a8 import W8A8Linear
 
 if TYPE_CHECKING:
     from quantkit.calibrate.stats import LayerStats
@@ -71,11 +77,12 @@ def smoothing_factors(
 
 
 def smoothing_groups(model: nn.Module) -> list[SmoothGroup]:
-    """Every Linear of ``model`` in exactly one group, in module order; folds where Ideogram 4's graph allows."""
+    """Every (float or quantized) Linear of ``model`` in exactly one group, in module order; folds where Ideogram 4's
+    graph allows."""
     modules = dict(model.named_modules())
     groups: dict[tuple[str | None, str], list[str]] = {}
     for name, module in modules.items():
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, nn.Linear | QuantizedLinear):
             continue
         target, kind = _fold_target(name, module, modules)
         key = (target, kind) if target is not None else (name, "runtime")
@@ -124,6 +131,38 @@ def smooth_(
     return runtime
 
 
+def fold_runtime_smoothing_(model: nn.Module) -> list[str]:
+    """After quantization, move ``W8A8Linear`` run-time ``1/s`` into the module that produces their input.
+
+    A group folds when every reader of the input is a ``W8A8Linear`` carrying the same ``s`` (a protected float
+    reader would otherwise see ``x / s``). A norm's weight is divided by ``s``; a producing linear's output rows are
+    (float weight rows and bias, or an int8/fp8 per-row ``weight_scale`` and bias: the codes do not change).
+    Returns the names of the layers that no longer smooth at run time.
+    """
+    modules = dict(model.named_modules())
+    folded: list[str] = []
+    for group in smoothing_groups(model):
+        members = [modules[name] for name in group.layers]
+        s = getattr(members[0], "smooth", None)
+        if group.kind == "runtime" or s is None:
+            continue
+        if not all(isinstance(m, W8A8Linear) and m.smooth is not None and torch.equal(m.smooth, s) for m in members):
+            continue
+        target = modules[group.fold_into]
+        if group.kind == "norm":
+            _divide_norm(target, s)
+        elif isinstance(target, nn.Linear):
+            _divide_rows(target, s)
+        elif isinstance(target, QuantizedLinear) and target.fmt in ("int8", "fp8_e4m3"):
+            _divide_scaled_rows(target, s)
+        else:
+            continue
+        for member in members:
+            member.smooth = None
+        folded += group.layers
+    return folded
+
+
 @dataclasses.dataclass
 class RuntimeSmoothing:
     """Float reference for run-time smoothing: forward pre-hooks that divide each layer's input by its ``s``."""
@@ -169,7 +208,7 @@ def _fold_target(name: str, linear: nn.Linear, modules: Mapping[str, nn.Module])
 
 def _foldable(module: nn.Module | None, kind: str, channels: int) -> bool:
     if kind == "rows":
-        return isinstance(module, nn.Linear) and module.out_features == channels
+        return isinstance(module, nn.Linear | QuantizedLinear) and module.out_features == channels
     weight = getattr(module, "weight", None)
     return isinstance(weight, torch.Tensor) and weight.shape == (channels,)
 
@@ -185,6 +224,14 @@ def _divide_rows(linear: nn.Linear, s: torch.Tensor) -> None:
         for tensor, view in ((linear.weight, (-1, 1)), (linear.bias, (-1,))):
             if tensor is not None:
                 tensor.copy_((tensor.double() / s.double().to(tensor.device).view(view)).to(tensor.dtype))
+
+
+def _divide_scaled_rows(layer: QuantizedLinear, s: torch.Tensor) -> None:
+    with torch.no_grad():
+        layer.weight_scale.copy_(layer.weight_scale.double().div(s.double().to(layer.weight_scale.device)).float())
+        if layer.bias is not None:
+            bias = layer.bias
+            bias.copy_((bias.double() / s.double().to(bias.device)).to(bias.dtype))
 
 
 def _divide_norm(norm: nn.Module, s: torch.Tensor) -> None:
