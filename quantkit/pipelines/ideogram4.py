@@ -113,12 +113,14 @@ def load_pipeline(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     offload: str = "none",
+    offload_dir: str | os.PathLike[str] | None = None,
 ) -> Ideogram4Pipeline:
     """Load an ``Ideogram4Pipeline`` and place it on ``device``.
 
     ``dtype`` defaults to float32 on CPU (bit-reproducible) and bfloat16 elsewhere. ``offload`` keeps parts in CPU
     memory so large variants fit in 24 GB: ``"text_encoder"`` streams the Qwen3-VL encoder's layers to the device
     only while it encodes (the transformers stay resident); ``"model"`` also streams the transformers block by block.
+    ``offload_dir`` keeps the offloaded weights on disk instead of in CPU memory.
     Diffusers' ``enable_model_cpu_offload`` is not used: the pipeline calls the encoder's submodules directly, so its
     forward hook never fires and the encoder would run on the CPU.
     """
@@ -129,21 +131,29 @@ def load_pipeline(
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     pipe = Ideogram4Pipeline.from_pretrained(model_dir(source), dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    place(pipe, device, offload)
+    place(pipe, device, offload, offload_dir)
     return pipe
 
 
-def place(pipe: Ideogram4Pipeline, device: torch.device, offload: str) -> None:
+def place(
+    pipe: Ideogram4Pipeline, device: torch.device, offload: str, offload_dir: str | os.PathLike[str] | None = None
+) -> None:
     """Move the components to ``device``; offloaded ones stay in CPU memory and are streamed in group by group."""
     from diffusers.hooks import apply_group_offloading
 
     for name in ("vae", "text_encoder", "transformer", "unconditional_transformer"):
         module = getattr(pipe, name)
+        # One folder per component: diffusers names the files by group id, which both transformers share.
+        disk = None if offload_dir is None else str(Path(offload_dir) / name)
         if name == "text_encoder" and offload != "none":
             # Leaf level: the pipeline calls embed_tokens, layers[i] and rotary_emb directly, not forward().
-            apply_group_offloading(module.to("cpu"), onload_device=device, offload_type="leaf_level")
+            apply_group_offloading(
+                module.to("cpu"), onload_device=device, offload_type="leaf_level", offload_to_disk_path=disk
+            )
         elif name.endswith("transformer") and offload == "model":
-            module.to("cpu").enable_group_offload(device, offload_type="block_level", num_blocks_per_group=1)
+            module.to("cpu").enable_group_offload(
+                device, offload_type="block_level", num_blocks_per_group=1, offload_to_disk_path=disk
+            )
         else:
             module.to(device)
 
