@@ -13,12 +13,14 @@ from __future__ import annotations
 import torch
 
 from quantkit.codecs.base import Packed, check_block_rows, check_input
+from quantkit.errors import FormatError
 
 FORMAT = "q8_0"
 GGML_TYPE = 8
 BLOCK = 32
 BLOCK_BYTES = 34
 CPU_CHUNK_BLOCKS = 4096
+FP16_MAX = 65504.0
 
 # roundf(y) == copysign(trunc(|y| + JUST_BELOW_HALF), y) for every fp32 |y| < 128 (checked exhaustively); adding
 # exactly 0.5 would round 0.49999997 up to 1.
@@ -33,7 +35,13 @@ def quantize(w: torch.Tensor, *, name: str = "tensor") -> Packed:
     chunk = CPU_CHUNK_BLOCKS if w.device.type == "cpu" else blocks.shape[0]
     scratch = _Scratch(min(chunk, blocks.shape[0]), w.device)
     for start in range(0, blocks.shape[0], chunk):
-        _quantize_blocks(blocks[start : start + chunk].to(torch.float32), out[start : start + chunk], scratch)
+        d = _quantize_blocks(blocks[start : start + chunk].to(torch.float32), out[start : start + chunk], scratch)
+        if bool(d.amax() > FP16_MAX):
+            raise FormatError(
+                f"{name}: q8_0 stores each block's scale max|w| / 127 as fp16, but a block near flat index "
+                f"{start * BLOCK} has max|w| > {FP16_MAX * 127:.4g}, whose scale overflows fp16. "
+                "Keep this tensor in higher precision."
+            )
     return Packed(FORMAT, tuple(w.shape), out.reshape(-1, w.shape[-1] // BLOCK * BLOCK_BYTES))
 
 
@@ -50,7 +58,8 @@ class _Scratch:
         return self.magnitude[:blocks], self.scaled[:blocks], self.d[:blocks], self.inverse[:blocks]
 
 
-def _quantize_blocks(x: torch.Tensor, out: torch.Tensor, scratch: _Scratch) -> None:
+def _quantize_blocks(x: torch.Tensor, out: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """Write the Q8_0 bytes of ``x`` (fp32 ``[blocks, 32]``) into ``out``; return the unrounded scales ``d``."""
     magnitude, scaled, d, inverse = scratch.views(x.shape[0])
     torch.abs(x, out=magnitude)
     torch.amax(magnitude, dim=1, keepdim=True, out=d)
@@ -62,6 +71,7 @@ def _quantize_blocks(x: torch.Tensor, out: torch.Tensor, scratch: _Scratch) -> N
     torch.copysign(scaled, x, out=scaled)
     out[:, 2:].view(torch.int8).copy_(scaled)  # float -> int8 truncates toward zero: this is roundf(x * id)
     out[:, :2].copy_(d.to(torch.float16).view(torch.uint8))
+    return d
 
 
 def dequantize(p: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:
