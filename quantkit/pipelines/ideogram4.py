@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import Ideogram4Pipeline
 from PIL import Image
@@ -158,12 +159,12 @@ def place(
             module.to(device)
 
 
-def apply_variant(pipe: Ideogram4Pipeline, recipe: Any) -> Ideogram4Pipeline:
+def apply_variant(pipe: Ideogram4Pipeline, recipe: Any, calibration: Any = None) -> Ideogram4Pipeline:
     """Quantize both transformers in place with ``recipe`` (None leaves the pipeline unquantized)."""
     if recipe is not None:
-        from quantkit import quantize_  # built on branch `layers`
+        from quantkit import quantize_
 
-        quantize_(pipe, recipe)
+        quantize_(pipe, recipe, calibration)
     return pipe
 
 
@@ -194,7 +195,7 @@ def generate(
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        image = pipe(
+        decoded = pipe(
             prompt.caption,
             height=height,
             width=width,
@@ -204,8 +205,14 @@ def generate(
             std=settings.std,
             max_sequence_length=settings.max_sequence_length,
             generator=torch.Generator("cpu").manual_seed(prompt.seed),
-            output_type="pil",
-        ).images[0]
+            output_type="np",
+        ).images
+        if not np.isfinite(decoded).all():
+            raise QuantkitError(
+                f"prompt {prompt.id!r}: the pipeline produced NaN/Inf pixels; the variant or weights are broken "
+                f"(check the quantized layers with the skip report)"
+            )
+        image = pipe.image_processor.numpy_to_pil(decoded)[0]
         peak = None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
