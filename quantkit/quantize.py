@@ -22,8 +22,8 @@ from torch import nn
 from quantkit.calibrate.smoothquant import fold_runtime_smoothing_
 from quantkit.codecs.base import Packed, check_input
 from quantkit.errors import CheckpointError, QuantkitError, RecipeError
-from quantkit.nn import FP8Linear, GGUFLinear, QuantizedLinear, W8A8Linear, layer_class
-from quantkit.recipes import GGUF, FP8Reference, Int8W8A8, Recipe
+from quantkit.nn import FP8Linear, GGUFLinear, NF4Linear, QuantizedLinear, W8A8Linear, layer_class
+from quantkit.recipes import GGUF, NF4, FP8Reference, Int8W8A8, Recipe
 
 BRANCHES = ("transformer", "unconditional_transformer")
 
@@ -221,6 +221,8 @@ def _build(linear: nn.Linear, decision: LayerDecision, recipe: Recipe) -> Quanti
         return W8A8Linear.from_linear(linear, smooth=decision.smooth, kernel=recipe.kernel, name=name)
     if isinstance(recipe, GGUF):
         return GGUFLinear.from_linear(linear, recipe.qtype, name=name)
+    if isinstance(recipe, NF4):
+        return NF4Linear.from_linear(linear, blocksize=recipe.blocksize, double_quant=recipe.double_quant, name=name)
     raise RecipeError(f"no quantized layer for recipe {type(recipe).__name__}")
 
 

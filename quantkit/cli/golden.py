@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--scores", type=Path, help="JSON {prompt id: {metric: value}} computed by the metrics")
         sub.add_argument("--preset", choices=sorted(PRESETS), help="sampler preset (tiny: SMOKE, else V4_QUALITY_48)")
         sub.add_argument("--resolution", type=_resolution, help="HxW (tiny: 128x128, else 1024x1024)")
+        sub.add_argument("--max-text-tokens", type=int, help="text-token budget (default: the preset's)")
         _add_model_options(sub)
         _add_set_options(sub)
         sub.set_defaults(run=run)
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     prompts = read_prompts(args.prompts)
     target = golden.GoldenSet(profile, args.prompt_set or args.prompts.stem, args.root)
     settings = PRESETS[args.preset or ("SMOKE" if is_tiny else "V4_QUALITY_48")]
+    if args.max_text_tokens:
+        settings = dataclasses.replace(settings, max_sequence_length=args.max_text_tokens)
     resolution = args.resolution or (TINY_RESOLUTION if is_tiny else REAL_RESOLUTION)
     scores = json.loads(args.scores.read_text(encoding="utf-8")) if args.scores else {}
     images, record = _generate(args, prompts, settings, resolution)

@@ -6,9 +6,10 @@ from quantkit.errors import FormatError
 from quantkit.nn.base import QuantizedLinear
 from quantkit.nn.fp8 import FP8Linear
 from quantkit.nn.gguf import GGUFLinear
+from quantkit.nn.nf4 import NF4Linear
 from quantkit.nn.w8a8 import W8A8Linear
 
-LAYERS: tuple[type[QuantizedLinear], ...] = (W8A8Linear, FP8Linear, GGUFLinear)
+LAYERS: tuple[type[QuantizedLinear], ...] = (W8A8Linear, FP8Linear, GGUFLinear, NF4Linear)
 
 __all__ = ["LAYERS", "FP8Linear", "GGUFLinear", "QuantizedLinear", "W8A8Linear", "layer_class"]
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import Ideogram4Pipeline
 from PIL import Image
@@ -113,12 +114,14 @@ def load_pipeline(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     offload: str = "none",
+    offload_dir: str | os.PathLike[str] | None = None,
 ) -> Ideogram4Pipeline:
     """Load an ``Ideogram4Pipeline`` and place it on ``device``.
 
     ``dtype`` defaults to float32 on CPU (bit-reproducible) and bfloat16 elsewhere. ``offload`` keeps parts in CPU
     memory so large variants fit in 24 GB: ``"text_encoder"`` streams the Qwen3-VL encoder's layers to the device
     only while it encodes (the transformers stay resident); ``"model"`` also streams the transformers block by block.
+    ``offload_dir`` keeps the offloaded weights on disk instead of in CPU memory.
     Diffusers' ``enable_model_cpu_offload`` is not used: the pipeline calls the encoder's submodules directly, so its
     forward hook never fires and the encoder would run on the CPU.
     """
@@ -129,31 +132,39 @@ def load_pipeline(
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     pipe = Ideogram4Pipeline.from_pretrained(model_dir(source), dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    place(pipe, device, offload)
+    place(pipe, device, offload, offload_dir)
     return pipe
 
 
-def place(pipe: Ideogram4Pipeline, device: torch.device, offload: str) -> None:
+def place(
+    pipe: Ideogram4Pipeline, device: torch.device, offload: str, offload_dir: str | os.PathLike[str] | None = None
+) -> None:
     """Move the components to ``device``; offloaded ones stay in CPU memory and are streamed in group by group."""
     from diffusers.hooks import apply_group_offloading
 
     for name in ("vae", "text_encoder", "transformer", "unconditional_transformer"):
         module = getattr(pipe, name)
+        # One folder per component: diffusers names the files by group id, which both transformers share.
+        disk = None if offload_dir is None else str(Path(offload_dir) / name)
         if name == "text_encoder" and offload != "none":
             # Leaf level: the pipeline calls embed_tokens, layers[i] and rotary_emb directly, not forward().
-            apply_group_offloading(module.to("cpu"), onload_device=device, offload_type="leaf_level")
+            apply_group_offloading(
+                module.to("cpu"), onload_device=device, offload_type="leaf_level", offload_to_disk_path=disk
+            )
         elif name.endswith("transformer") and offload == "model":
-            module.to("cpu").enable_group_offload(device, offload_type="block_level", num_blocks_per_group=1)
+            module.to("cpu").enable_group_offload(
+                device, offload_type="block_level", num_blocks_per_group=1, offload_to_disk_path=disk
+            )
         else:
             module.to(device)
 
 
-def apply_variant(pipe: Ideogram4Pipeline, recipe: Any) -> Ideogram4Pipeline:
+def apply_variant(pipe: Ideogram4Pipeline, recipe: Any, calibration: Any = None) -> Ideogram4Pipeline:
     """Quantize both transformers in place with ``recipe`` (None leaves the pipeline unquantized)."""
     if recipe is not None:
-        from quantkit import quantize_  # built on branch `layers`
+        from quantkit import quantize_
 
-        quantize_(pipe, recipe)
+        quantize_(pipe, recipe, calibration)
     return pipe
 
 
@@ -184,7 +195,7 @@ def generate(
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        image = pipe(
+        decoded = pipe(
             prompt.caption,
             height=height,
             width=width,
@@ -194,8 +205,14 @@ def generate(
             std=settings.std,
             max_sequence_length=settings.max_sequence_length,
             generator=torch.Generator("cpu").manual_seed(prompt.seed),
-            output_type="pil",
-        ).images[0]
+            output_type="np",
+        ).images
+        if not np.isfinite(decoded).all():
+            raise QuantkitError(
+                f"prompt {prompt.id!r}: the pipeline produced NaN/Inf pixels; the variant or weights are broken "
+                f"(check the quantized layers with the skip report)"
+            )
+        image = pipe.image_processor.numpy_to_pil(decoded)[0]
         peak = None
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -58,3 +58,14 @@ def test_state_dict_round_trip_and_byte_storage():
 def test_other_formats_are_refused():
     with pytest.raises(FormatError, match="GGUFLinear stores q4_k, q8_0"):
         GGUFLinear(Packed("int8", (OUT, IN), torch.zeros(OUT, IN, dtype=torch.int8), torch.ones(OUT)))
+
+
+def test_from_linear_q8_0_writes_the_bytes_gguf_py_writes():
+    torch.manual_seed(0)
+    linear = nn.Linear(IN, OUT)
+    layer = GGUFLinear.from_linear(linear, "q8_0")
+    expected = gguf.quants.quantize(linear.weight.detach().numpy(), gguf.GGMLQuantizationType.Q8_0)
+    assert torch.equal(layer.weight, torch.from_numpy(expected))
+    x = torch.randn(5, IN)
+    error = (layer(x) - linear(x)).norm() / linear(x).norm()
+    assert error < 0.01

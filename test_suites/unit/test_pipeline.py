@@ -11,9 +11,10 @@ import torch
 from diffusers import AutoencoderKLFlux2, Ideogram4Pipeline, Ideogram4Transformer2DModel
 from transformers import Qwen3VLModel
 
+from quantkit import GGUF, NF4, FP8Reference, Int8W8A8
 from quantkit.errors import CaptionError, MissingWeightsError, QuantkitError
 from quantkit.pipelines import ideogram4
-from quantkit.pipelines.ideogram4 import PRESETS, SamplerSettings, generate, load_pipeline
+from quantkit.pipelines.ideogram4 import PRESETS, SamplerSettings, apply_variant, generate, load_pipeline
 from quantkit.pipelines.tiny import TINY_TRANSFORMER_CONFIG, save_tiny_pipeline
 from quantkit.prompts.prompt import Prompt
 from quantkit.store.cache import ImageCache, weights_hash
@@ -133,10 +134,14 @@ def test_generated_images_have_the_requested_size_and_report_their_cost(pipe):
 
 
 @pytest.mark.parametrize("offload", ["text_encoder", "model"])
-def test_offloading_does_not_change_the_image(pipe, offload):
+def test_offloading_does_not_change_the_image(pipe, offload, tmp_path):
+    """Disk offload leaves uninitialised memory in place of offloaded weights, so a submodule the pipeline calls
+    without its onload hook (the encoder's embed_tokens, layers, rotary_emb) would change the image."""
     plain = pixels(generate(pipe, [FOX], FAST, resolution=SMALL))
-    offloaded = pixels(generate(load_pipeline("tiny", offload=offload), [FOX], FAST, resolution=SMALL))
+    offloaded_pipe = load_pipeline("tiny", offload=offload, offload_dir=tmp_path)
+    offloaded = pixels(generate(offloaded_pipe, [FOX], FAST, resolution=SMALL))
     assert np.array_equal(plain[0], offloaded[0])
+    assert list(tmp_path.glob("*/*.safetensors"))
 
 
 def test_unknown_offload_mode_is_refused():
@@ -163,3 +168,25 @@ def test_missing_model_folder_names_the_variable_to_set(tmp_path):
 def test_without_a_source_the_tiny_default_is_used(monkeypatch):
     monkeypatch.delenv("QUANTKIT_IDEOGRAM4_DIR", raising=False)
     assert ideogram4.model_dir(None) == ideogram4.TINY_MODEL_DIR
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [FP8Reference(), Int8W8A8(), GGUF(qtype="q4_k"), GGUF(qtype="q8_0"), NF4()],
+    ids=lambda recipe: recipe.name,
+)
+def test_quantized_variants_of_the_tiny_pipeline_generate_valid_images(pipe, recipe):
+    plain = pixels(generate(pipe, [FOX], FAST, resolution=SMALL))[0]
+    variant = apply_variant(load_pipeline("tiny"), recipe)
+    (image,) = generate(variant, [FOX], FAST, resolution=SMALL)
+    quantized = np.asarray(image.image)
+    assert quantized.shape == plain.shape and quantized.std() > 1.0
+    assert not np.array_equal(quantized, plain)
+
+
+def test_a_pipeline_that_produces_nan_is_an_error_not_a_black_image():
+    broken = load_pipeline("tiny")
+    with torch.no_grad():
+        broken.transformer.layers[0].feed_forward.w2.weight.fill_(float("nan"))
+    with pytest.raises(QuantkitError, match="NaN/Inf pixels"):
+        generate(broken, [FOX], FAST, resolution=SMALL)
