@@ -164,7 +164,7 @@ class CalibrationStats:
     def load(cls, path: str | os.PathLike[str]) -> CalibrationStats:
         path = Path(path)
         if not path.is_file():
-            raise CheckpointError(f"calibration statistics {path} do not exist; run `quantkit calibrate` first")
+            raise CheckpointError(f"calibration statistics {path} do not exist; record them with StatsCollector, save")
         try:
             with safetensors.safe_open(path, framework="pt") as handle:
                 metadata = handle.metadata() or {}

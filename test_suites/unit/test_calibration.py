@@ -8,6 +8,8 @@ from calibration_helpers import denoise, tiny_pair
 
 from quantkit.calibrate.stats import CalibrationStats, StatsCollector, naive_w8a8_output
 from quantkit.errors import CheckpointError, QuantkitError
+from quantkit.pipelines.ideogram4 import SamplerSettings, generate, load_pipeline
+from quantkit.prompts.prompt import Prompt
 
 STEPS = 3
 
@@ -128,3 +130,25 @@ def test_a_truncated_statistics_file_is_a_clear_error(stats, tmp_path):
 def test_asking_for_an_unknown_branch_names_the_known_ones(stats):
     with pytest.raises(QuantkitError, match="unconditional_transformer"):
         stats.layer("uncond", "input_proj")
+
+
+def test_a_tiny_pipeline_run_covers_every_step_of_both_branches():
+    pipe = load_pipeline("tiny")
+    settings = SamplerSettings("TEST_3", 3, (7.0, 7.0, 3.0), mu=0.5, std=1.75, max_sequence_length=128)
+    prompts = [
+        Prompt("fox", "animals", "a fox", '{"high_level_description":"A red fox in snow."}'),
+        Prompt("sign", "text", "a sign", '{"high_level_description":"A neon sign that reads OPEN."}', ("OPEN",)),
+    ]
+    branches = {"transformer": pipe.transformer, "unconditional_transformer": pipe.unconditional_transformer}
+    with StatsCollector(branches, measure_error=False) as collector:
+        for index, prompt in enumerate(prompts):
+            if index:
+                collector.new_run()
+            generate(pipe, [prompt], settings, resolution=(64, 64))
+    stats = collector.result()
+    assert stats.runs == 2
+    for branch, model in branches.items():
+        assert sorted(stats.branches[branch]) == linear_names(model)
+        for name, layer in stats.branches[branch].items():
+            assert layer.steps == 3 and (layer.tokens > 0).all(), f"{branch}.{name}"
+    assert stats.act_absmax("unconditional_transformer", "llm_cond_proj").max() == 0

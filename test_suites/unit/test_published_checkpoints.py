@@ -8,6 +8,7 @@ import bitsandbytes.functional as bnbf
 import pytest
 import safetensors.torch
 import torch
+from calibration_helpers import branch_inputs
 
 from quantkit.codecs import dequantize, quantize
 from quantkit.codecs.base import Packed
@@ -22,7 +23,9 @@ from quantkit.io.ideogram_checkpoints import (
     write_published_fp8,
     write_published_nf4,
 )
+from quantkit.nn import FP8Linear
 from quantkit.pipelines.tiny import TINY_TRANSFORMER_CONFIG, tiny_transformer
+from quantkit.quantize import load_packed_into
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +167,18 @@ def test_ideogram_style_config_is_translated(tmp_path):
     assert config["mrope_section"] == TINY_TRANSFORMER_CONFIG["mrope_section"]
     assert "attention_backend" not in config
     json.dumps(config)
+
+
+def test_the_fp8_checkpoint_runs_in_diffusers_ideogram4_transformer(model, tmp_path):
+    write_published_fp8(model, tmp_path, shards=2)
+    tensors = load_published_fp8(tmp_path)
+    quantized = tiny_transformer(seed=99)  # other weights: everything must come from the checkpoint
+    installed = load_packed_into(quantized, tensors)
+    assert len(installed) == len(linear_weights(model))
+    assert isinstance(quantized.layers[0].attention.to_k, FP8Linear)
+    reference = tiny_transformer(seed=99)
+    reference.load_state_dict({k: dequantize(v) if isinstance(v, Packed) else v.float() for k, v in tensors.items()})
+    gen = torch.Generator().manual_seed(0)
+    inputs = branch_inputs(torch.randn(1, 16, 16, generator=gen), torch.randn(1, 3, 416, generator=gen), 0.3)
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(**inputs).sample, reference(**inputs).sample, rtol=1e-5, atol=1e-5)
