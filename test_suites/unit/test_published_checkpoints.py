@@ -23,7 +23,7 @@ from quantkit.io.ideogram_checkpoints import (
     write_published_fp8,
     write_published_nf4,
 )
-from quantkit.nn import FP8Linear
+from quantkit.nn import FP8Linear, NF4Linear
 from quantkit.pipelines.tiny import TINY_TRANSFORMER_CONFIG, tiny_transformer
 from quantkit.quantize import load_packed_into
 
@@ -169,13 +169,15 @@ def test_ideogram_style_config_is_translated(tmp_path):
     json.dumps(config)
 
 
-def test_the_fp8_checkpoint_runs_in_diffusers_ideogram4_transformer(model, tmp_path):
-    write_published_fp8(model, tmp_path, shards=2)
-    tensors = load_published_fp8(tmp_path)
+@pytest.mark.parametrize(("write", "load", "layer"), [(write_published_fp8, load_published_fp8, FP8Linear),
+                                                     (write_published_nf4, load_published_nf4, NF4Linear)])  # fmt: skip
+def test_published_checkpoints_run_in_diffusers_ideogram4_transformer(model, tmp_path, write, load, layer):
+    write(model, tmp_path, shards=2)
+    tensors = load(tmp_path)
     quantized = tiny_transformer(seed=99)  # other weights: everything must come from the checkpoint
     installed = load_packed_into(quantized, tensors)
     assert len(installed) == len(linear_weights(model))
-    assert isinstance(quantized.layers[0].attention.to_k, FP8Linear)
+    assert isinstance(quantized.layers[0].attention.to_k, layer)
     reference = tiny_transformer(seed=99)
     reference.load_state_dict({k: dequantize(v) if isinstance(v, Packed) else v.float() for k, v in tensors.items()})
     gen = torch.Generator().manual_seed(0)
