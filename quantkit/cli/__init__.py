@@ -8,7 +8,7 @@ import sys
 
 from quantkit.errors import QuantkitError
 
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = ("golden",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,179 @@
+"""``quantkit golden record | verify | update``: the frozen reference images and scores of a model profile."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from quantkit import __version__
+from quantkit.errors import CaptionError, StoreError
+from quantkit.pipelines.cached import generate_cached, pipeline_weights_hash, quantizer_version
+from quantkit.pipelines.ideogram4 import (
+    OFFLOAD_MODES,
+    PRESETS,
+    TINY_MODEL_DIR,
+    TINY_RESOLUTION,
+    SamplerSettings,
+    load_pipeline,
+    model_dir,
+    runtime_fingerprint,
+)
+from quantkit.prompts.prompt import Prompt
+from quantkit.store import golden
+from quantkit.store.cache import ImageCache
+
+REAL_RESOLUTION = (1024, 1024)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("golden", help="record, verify or update the golden reference images and scores")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, help_text in (
+        ("record", "generate and write a new golden set (refuses to overwrite)"),
+        ("update", "regenerate and replace a golden set, printing what changed"),
+    ):
+        sub = verbs.add_parser(verb, help=help_text)
+        sub.add_argument("--prompts", type=Path, required=True, help="prompt set, JSON lines (id, caption, ...)")
+        sub.add_argument("--prompt-set", help="name of the prompt set (default: the file's stem)")
+        sub.add_argument("--scores", type=Path, help="JSON {prompt id: {metric: value}} computed by the metrics")
+        sub.add_argument("--preset", choices=sorted(PRESETS), help="sampler preset (tiny: SMOKE, else V4_QUALITY_48)")
+        sub.add_argument("--resolution", type=_resolution, help="HxW (tiny: 128x128, else 1024x1024)")
+        sub.add_argument("--max-text-tokens", type=int, help="text-token budget (default: the preset's)")
+        _add_model_options(sub)
+        _add_set_options(sub)
+        sub.set_defaults(run=run)
+    sub = verbs.add_parser("verify", help="check a golden set's files against its manifest")
+    _add_set_options(sub)
+    sub.add_argument("--prompt-set", required=True)
+    sub.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="also regenerate every image with the recorded settings and compare it to its reference",
+    )
+    sub.add_argument("--prompts", type=Path, help="with --regenerate: the prompt set file (JSON lines)")
+    sub.add_argument("--tolerance", type=int, default=0, help="with --regenerate: allowed pixel difference (0-255)")
+    _add_model_options(sub)
+    sub.set_defaults(run=run)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="'tiny' or an Ideogram 4 folder (default: $QUANTKIT_IDEOGRAM4_DIR, else tiny)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--offload", choices=OFFLOAD_MODES, default="none")
+    parser.add_argument("--cache", type=Path, help="image cache root (default: $QUANTKIT_CACHE or .quantkit-cache)")
+
+
+def _add_set_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="model profile name (default: 'tiny' for the tiny model, else folder name)")
+    parser.add_argument("--root", type=Path, default=golden.GOLDEN_ROOT, help="golden references root")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"resolution {text!r} is not HxW, e.g. 128x128") from err
+    return height, width
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = model_dir(args.model)
+    is_tiny = folder.resolve() == TINY_MODEL_DIR.resolve()
+    profile = args.profile or ("tiny" if is_tiny else folder.name)
+    if args.verb == "verify":
+        return _verify(args, golden.GoldenSet(profile, args.prompt_set, args.root))
+    prompts = read_prompts(args.prompts)
+    target = golden.GoldenSet(profile, args.prompt_set or args.prompts.stem, args.root)
+    settings = PRESETS[args.preset or ("SMOKE" if is_tiny else "V4_QUALITY_48")]
+    if args.max_text_tokens:
+        settings = dataclasses.replace(settings, max_sequence_length=args.max_text_tokens)
+    resolution = args.resolution or (TINY_RESOLUTION if is_tiny else REAL_RESOLUTION)
+    scores = json.loads(args.scores.read_text(encoding="utf-8")) if args.scores else {}
+    images, record = _generate(args, prompts, settings, resolution)
+    if args.verb == "record":
+        golden.record(target, images, scores, **record)
+        print(f"recorded {target}: {len(images)} images")
+    else:
+        change = golden.update(target, images, scores, **record)
+        print(f"updated {target}: {change.summary()}")
+    return 0
+
+
+def _verify(args: argparse.Namespace, target: golden.GoldenSet) -> int:
+    manifest = golden.verify(target)
+    print(f"{target}: {len(manifest['files'])} files match the manifest")
+    if not args.regenerate:
+        return 0
+    if args.prompts is None:
+        raise StoreError("--regenerate needs --prompts, the prompt set the golden set was recorded from")
+    recorded = manifest["settings"]
+    settings = SamplerSettings.from_dict(recorded["sampler"])
+    images, made = _generate(args, read_prompts(args.prompts), settings, tuple(recorded["resolution"]))
+    if made["weights_hash"] != manifest["weights_hash"]:
+        raise StoreError(
+            f"{target} was recorded from weights {manifest['weights_hash'][:12]}, --model has "
+            f"{made['weights_hash'][:12]}; regenerate with the recorded model"
+        )
+    problems = golden.compare(target, images, tolerance=args.tolerance)
+    if problems:
+        print(f"{target}: regenerated images differ:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print(f"{target}: {len(images)} regenerated images match their references")
+    return 0
+
+
+def _generate(
+    args: argparse.Namespace, prompts: list[Prompt], settings: SamplerSettings, resolution: tuple[int, int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The unquantized images of ``prompts`` (through the cache) and what the manifest records about them."""
+    cache = ImageCache(args.cache)
+    pipe = load_pipeline(args.model, device=args.device, offload=args.offload)
+    generated = generate_cached(pipe, prompts, settings, resolution=resolution, cache=cache)
+    record = {
+        "settings": {
+            "sampler": settings.to_dict(),
+            "resolution": list(resolution),
+            "recipe": "none",
+            "runtime": json.loads(runtime_fingerprint(pipe)),
+        },
+        "weights_hash": pipeline_weights_hash(pipe, cache),
+        "code_version": {"quantkit": __version__, "quantizer": quantizer_version()},
+    }
+    return {g.prompt_id: g.image for g in generated}, record
+
+
+def read_prompts(path: Path) -> list[Prompt]:
+    """A prompt set as JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required;
+    ``category``, ``raw``, ``texts`` and ``seed`` are optional."""
+    prompts = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise CaptionError(f"cannot read prompt set {path}: {err}") from err
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            caption = row["caption"]
+            if not isinstance(caption, str):
+                raise TypeError("caption must be the canonical JSON caption as a string")
+            prompts.append(
+                Prompt(
+                    id=str(row["id"]),
+                    category=row.get("category", ""),
+                    raw=row.get("raw", ""),
+                    caption=caption,
+                    texts=tuple(row.get("texts", ())),
+                    seed=int(row.get("seed", -1)),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise CaptionError(f"{path}:{number}: bad prompt line ({err!r})") from err
+    if not prompts:
+        raise CaptionError(f"{path}: no prompts")
+    return prompts
