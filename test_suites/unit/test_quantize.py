@@ -258,3 +258,19 @@ def unquantized_image() -> np.ndarray:
 )
 def test_tiny_pipeline_images_stay_close_to_the_unquantized_ones(recipe, unquantized_image):
     assert psnr(tiny_image(recipe), unquantized_image) > IMAGE_PSNR_FLOOR[recipe.name]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "recipe", [FP8Reference(), Int8W8A8(), GGUF("q8_0"), GGUF("q4_k"), NF4()], ids=lambda r: r.name
+)
+def test_quantized_model_runs_on_cuda_in_bf16_close_to_cpu(recipe):
+    model = tiny_transformer(dtype=torch.bfloat16)
+    quantize_(model, recipe)
+    on_cpu = image_velocity(model, torch.bfloat16)
+    model.cuda()
+    with torch.no_grad():
+        inputs = {k: v.cuda() for k, v in transformer_inputs(dtype=torch.bfloat16).items()}
+        on_cuda = model(**inputs).sample[:, TEXT_TOKENS:].float().cpu()
+    assert torch.isfinite(on_cuda).all()
+    assert rel_l2(on_cuda, on_cpu) < 0.05  # same weights; bf16 kernels differ (int_mm vs exact_cpu agree exactly)
