@@ -39,7 +39,7 @@ _CHUNK_SUB_BLOCKS = 8192  # sub-blocks per chunk of work: [32, 8192] float32 ten
 
 
 def quantize(w: torch.Tensor, *, name: str = "tensor") -> Packed:
-    """Encode ``w`` (any float dtype, last dim a multiple of 256) as Q4_K bytes ``uint8[rows, last_dim / 256 * 144]``."""
+    """Encode ``w`` (float, last dim a multiple of 256) as Q4_K bytes ``uint8[rows, last_dim / 256 * 144]``."""
     check_input(w, FORMAT, name)
     check_block_rows(w, FORMAT, name, QK_K)
     blocks = w.detach().reshape(-1, QK_K).to(torch.float32)

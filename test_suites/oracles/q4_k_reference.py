@@ -154,27 +154,32 @@ def quantize(x: np.ndarray) -> np.ndarray:
     rows = np.asarray(x, dtype=np.float32).reshape(-1, x.shape[-1])
     with np.errstate(all="ignore"):
         out = [b"".join(quantize_block(list(row[b : b + QK_K])) for b in range(0, row.size, QK_K)) for row in rows]
-    return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(rows.shape[0], -1)
+    return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(rows.shape[0], -1).copy()
 
 
 def dequantize(data: np.ndarray) -> np.ndarray:
     """uint8 ``[rows, n * 144]`` -> float32 ``[rows, n * 256]`` (``dequantize_row_q4_K``)."""
     rows = np.asarray(data, dtype=np.uint8).reshape(data.shape[0], -1)
     out = np.empty((rows.shape[0], rows.shape[1] // BLOCK_BYTES * QK_K), dtype=np.float32)
-    for r, row in enumerate(rows):
-        for b in range(0, row.size, BLOCK_BYTES):
-            blk = row[b : b + BLOCK_BYTES]
-            d = fp16_value(int(blk[0]) | int(blk[1]) << 8)
-            dmin = fp16_value(int(blk[2]) | int(blk[3]) << 8)
-            packed, qs = [int(v) for v in blk[4:16]], [int(v) for v in blk[16:]]
-            y = out[r, b // BLOCK_BYTES * QK_K :]
-            for chunk in range(4):
-                sc, m = get_scale_min_k4(2 * chunk, packed)
-                d1, m1 = f32(d * f32(sc)), f32(dmin * f32(m))
-                sc, m = get_scale_min_k4(2 * chunk + 1, packed)
-                d2, m2 = f32(d * f32(sc)), f32(dmin * f32(m))
-                for i in range(32):
-                    q = qs[32 * chunk + i]
-                    y[64 * chunk + i] = f32(f32(d1 * f32(q & 0xF)) - m1)
-                    y[64 * chunk + 32 + i] = f32(f32(d2 * f32(q >> 4)) - m2)
+    with np.errstate(all="ignore"):  # inf * 0 in a block whose d overflowed fp16 is NaN, as in C
+        for r, row in enumerate(rows):
+            _dequantize_row(row, out[r])
     return out
+
+
+def _dequantize_row(row: np.ndarray, out: np.ndarray) -> None:
+    for b in range(0, row.size, BLOCK_BYTES):
+        blk = row[b : b + BLOCK_BYTES]
+        d = fp16_value(int(blk[0]) | int(blk[1]) << 8)
+        dmin = fp16_value(int(blk[2]) | int(blk[3]) << 8)
+        packed, qs = [int(v) for v in blk[4:16]], [int(v) for v in blk[16:]]
+        y = out[b // BLOCK_BYTES * QK_K :]
+        for chunk in range(4):
+            sc, m = get_scale_min_k4(2 * chunk, packed)
+            d1, m1 = f32(d * f32(sc)), f32(dmin * f32(m))
+            sc, m = get_scale_min_k4(2 * chunk + 1, packed)
+            d2, m2 = f32(d * f32(sc)), f32(dmin * f32(m))
+            for i in range(32):
+                q = qs[32 * chunk + i]
+                y[64 * chunk + i] = f32(f32(d1 * f32(q & 0xF)) - m1)
+                y[64 * chunk + 32 + i] = f32(f32(d2 * f32(q >> 4)) - m2)
