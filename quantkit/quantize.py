@@ -282,6 +282,25 @@ def _non_linear_reason(module: nn.Module, params: list[torch.Tensor]) -> str:
     return f"not a linear ({type(module).__name__})"
 
 
+@dataclasses.dataclass(frozen=True)
+class PackedLoad:
+    """Checkpoint tensors checked against a model and ready to install: nothing in the model has changed yet."""
+
+    model: nn.Module
+    layers: dict[str, QuantizedLinear]
+    plain: dict[str, torch.Tensor]
+
+    def apply(self) -> list[str]:
+        """Swap in the quantized layers and copy the plain tensors; return the installed layers' names."""
+        for name, layer in self.layers.items():
+            _swap({"": self.model}, name, layer)
+        state = self.model.state_dict(keep_vars=True)
+        with torch.no_grad():
+            for key, value in self.plain.items():
+                state[key].copy_(value)
+        return list(self.layers)
+
+
 def load_packed_into(
     model: nn.Module, tensors: Mapping[str, Packed | torch.Tensor], *, strict: bool = True
 ) -> list[str]:
@@ -289,63 +308,56 @@ def load_packed_into(
     with the layer for its format (bias from ``<layer>.bias``, SmoothQuant vector from ``<layer>.smooth``); plain
     tensors are copied into the matching parameter or buffer. Returns the names of the installed layers.
 
-    ``strict``: every tensor must land somewhere, and every model tensor must be given.
-    Raises :class:`CheckpointError` naming the offending key.
+    ``strict``: every model tensor must be given. Every check runs before the model is touched; a bad checkpoint
+    raises :class:`CheckpointError` naming the offending key and leaves the model as it was.
     """
-    packed = {key.removesuffix(".weight"): p for key, p in tensors.items() if isinstance(p, Packed)}
-    for key in tensors:
-        if isinstance(tensors[key], Packed) and not key.endswith(".weight"):
+    return plan_packed_load(model, tensors, strict=strict).apply()
+
+
+def plan_packed_load(
+    model: nn.Module, tensors: Mapping[str, Packed | torch.Tensor], *, strict: bool = True
+) -> PackedLoad:
+    """Check ``tensors`` against ``model`` and build the quantized layers, without changing the model."""
+    for key, value in tensors.items():
+        if isinstance(value, Packed) and not key.endswith(".weight"):
             raise CheckpointError(f"{key}: a packed tensor must be a linear's weight (<layer>.weight)")
-    built = {}
-    for layer_name, weight in packed.items():
-        current = _submodule(model, layer_name)
-        if not isinstance(current, nn.Linear | QuantizedLinear):
-            raise CheckpointError(
-                f"{layer_name}: checkpoint has a packed weight but the model's layer is a "
-                f"{type(current).__name__}, not a linear"
-            )
-        expected = (current.out_features, current.in_features)
-        if tuple(weight.shape) != expected:
-            raise CheckpointError(f"{layer_name}.weight: checkpoint shape {weight.shape} != model shape {expected}")
-        bias, smooth = tensors.get(f"{layer_name}.bias"), tensors.get(f"{layer_name}.smooth")
-        if (bias is None) != (current.bias is None) and strict:
-            raise CheckpointError(
-                f"{layer_name}.bias: {'missing from the checkpoint' if bias is None else 'unexpected'}"
-            )
-        cls = layer_class(weight.fmt)
-        options = {"smooth": smooth} if cls is W8A8Linear else {}
-        if smooth is not None and cls is not W8A8Linear:
-            raise CheckpointError(
-                f"{layer_name}.smooth: only int8 layers take a smoothing vector, this one is {weight.fmt}"
-            )
-        built[layer_name] = cls(weight.to(_device_of(current)), None if bias is None else bias.clone(), **options)
-    for layer_name, layer in built.items():
-        _swap({"": model}, layer_name, layer)
-    consumed = {f"{name}.{suffix}" for name in built for suffix in ("weight", "bias", "smooth")}
+    packed = {key.removesuffix(".weight"): p for key, p in tensors.items() if isinstance(p, Packed)}
+    layers = {name: _packed_layer(model, name, weight, tensors, strict) for name, weight in packed.items()}
+    consumed = {f"{name}.{suffix}" for name in layers for suffix in ("weight", "bias", "smooth")}
     plain = {k: v for k, v in tensors.items() if k not in consumed}
-    _copy_plain(model, plain, built, strict)
-    return list(built)
-
-
-def _copy_plain(
-    model: nn.Module, plain: Mapping[str, torch.Tensor], built: Mapping[str, QuantizedLinear], strict: bool
-) -> None:
-    state = model.state_dict(keep_vars=True)
+    state = {k: v for k, v in model.state_dict().items() if k.rpartition(".")[0] not in layers}
     unexpected = sorted(set(plain) - set(state))
     if unexpected:
         raise CheckpointError(f"checkpoint tensors match nothing in {type(model).__name__}: {unexpected[:5]}")
     for key, value in plain.items():
-        target = state[key]
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(target.shape):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(state[key].shape):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise CheckpointError(f"{key}: checkpoint has {shape}, model expects {tuple(target.shape)}")
-        with torch.no_grad():
-            target.copy_(value)
-    if strict:
-        installed = {k for k in state if any(k.startswith(f"{name}.") for name in built)}
-        missing = sorted(set(state) - set(plain) - installed)
-        if missing:
-            raise CheckpointError(f"checkpoint lacks {len(missing)} tensor(s) the model needs: {missing[:5]}")
+            raise CheckpointError(f"{key}: checkpoint has {shape}, model expects {tuple(state[key].shape)}")
+    missing = sorted(set(state) - set(plain))
+    if strict and missing:
+        raise CheckpointError(f"checkpoint lacks {len(missing)} tensor(s) the model needs: {missing[:5]}")
+    return PackedLoad(model, layers, plain)
+
+
+def _packed_layer(
+    model: nn.Module, name: str, weight: Packed, tensors: Mapping[str, Packed | torch.Tensor], strict: bool
+) -> QuantizedLinear:
+    current = _submodule(model, name)
+    if not isinstance(current, nn.Linear | QuantizedLinear):
+        raise CheckpointError(f"{name}: checkpoint has a packed weight but the model's layer is a {type(current)}")
+    expected = (current.out_features, current.in_features)
+    if tuple(weight.shape) != expected:
+        raise CheckpointError(f"{name}.weight: checkpoint shape {weight.shape} != model shape {expected}")
+    bias, smooth = tensors.get(f"{name}.bias"), tensors.get(f"{name}.smooth")
+    if strict and (bias is None) != (current.bias is None):
+        raise CheckpointError(f"{name}.bias: {'missing from the checkpoint' if bias is None else 'unexpected'}")
+    cls = layer_class(weight.fmt)
+    if smooth is not None and cls is not W8A8Linear:
+        raise CheckpointError(f"{name}.smooth: only int8 layers take a smoothing vector, this one is {weight.fmt}")
+    device = _device_of(current)
+    bias = None if bias is None else bias.to(device, copy=True)
+    options = {"smooth": smooth.to(device)} if smooth is not None else {}
+    return cls(weight.to(device), bias, **options)
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from quantkit import codecs
 from quantkit.codecs.base import Packed
 from quantkit.errors import FormatError
 from quantkit.nn import GGUFLinear
@@ -69,3 +70,17 @@ def test_from_linear_q8_0_writes_the_bytes_gguf_py_writes():
     x = torch.randn(5, IN)
     error = (layer(x) - linear(x)).norm() / linear(x).norm()
     assert error < 0.01
+
+
+def test_from_linear_q4_k_decodes_as_the_codec_and_gguf_py_do():
+    torch.manual_seed(0)
+    linear = nn.Linear(IN, OUT)
+    layer = GGUFLinear.from_linear(linear, "q4_k")
+    reference = gguf.quants.dequantize(layer.weight.numpy(), gguf.GGMLQuantizationType.Q4_K)
+    assert torch.equal(layer.dequantized_weight(), torch.from_numpy(reference))
+    assert torch.equal(layer.dequantized_weight(), codecs.dequantize(layer.packed()))
+
+
+def test_rows_that_do_not_fill_q4_k_blocks_are_refused():
+    with pytest.raises(FormatError, match="multiple of 256"):
+        GGUFLinear.from_linear(nn.Linear(416, 8), "q4_k", name="llm_cond_proj")

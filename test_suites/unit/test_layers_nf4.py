@@ -66,3 +66,15 @@ def test_state_dict_round_trip_with_double_quantization():
 def test_unknown_kernel_is_rejected():
     with pytest.raises(FormatError, match="kernel"):
         NF4Linear.from_linear(make_linear()).kernel = "marlin"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_cuda_bitsandbytes_kernel_matches_the_dequantize_path(double_quant):
+    linear = make_linear().to(torch.bfloat16)
+    layer = NF4Linear.from_linear(linear, double_quant=double_quant).cuda()
+    x = torch.randn(33, 256, dtype=torch.bfloat16, device="cuda")
+    assert layer.resolved_kernel(x) == "bnb"
+    via_bnb = layer(x)
+    layer.kernel = "dequant"
+    torch.testing.assert_close(via_bnb, layer(x), rtol=2e-2, atol=2e-2)  # bf16 matmuls by different kernels
