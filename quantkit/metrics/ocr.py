@@ -16,15 +16,18 @@ Definitions (the same for every backend):
   are); ``ocr_ned`` is the mean element ``ned``. An image with no target text scores NaN (not applicable).
 
 The default backend is RapidOCR with the PP-OCRv6 detection and recognition models its wheel ships (no download);
-``backend="paddleocr"`` uses PaddleOCR 3.x when installed. Engines are built once per process.
+``backend="paddleocr"`` uses PaddleOCR 3.x when installed. Engines are built once per process, and each distinct
+image is read once, however many text metrics score it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import unicodedata
 from abc import abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -116,7 +119,7 @@ class _OcrMetric(Metric):
         self.check(backend=backend)
         normalise("", case)  # validates the policy now rather than at the first score
         self.backend, self.case = backend, case
-        self.reader = _reader(backend)
+        self.reader = functools.partial(read_text_boxes, backend)
         self.info = {"backend": backend, "models": _MODELS[backend], "case": case}
 
     @classmethod
@@ -188,8 +191,26 @@ _MODELS = {
 }
 
 
+_READS: OrderedDict[tuple[str, tuple[int, ...], bytes], list[Detection]] = OrderedDict()
+_READS_KEPT = 4096
+
+
+def read_text_boxes(backend: str, rgb: np.ndarray) -> list[Detection]:
+    """The detections in an RGB uint8 H x W x 3 image. Remembered per image content (the most recent 4096), so
+    ``ocr_exact`` and ``ocr_ned`` on the same images run the engine once."""
+    key = (backend, rgb.shape, hashlib.blake2b(rgb.tobytes(), digest_size=16).digest())
+    if key in _READS:
+        _READS.move_to_end(key)
+        return _READS[key]
+    detections = _engine(backend)(rgb)
+    _READS[key] = detections
+    if len(_READS) > _READS_KEPT:
+        _READS.popitem(last=False)
+    return detections
+
+
 @functools.cache
-def _reader(backend: str) -> Callable[[np.ndarray], list[Detection]]:
+def _engine(backend: str) -> Callable[[np.ndarray], list[Detection]]:
     """A function from an RGB uint8 H x W x 3 array to detections; engines load once per process."""
     if backend == "rapidocr":
         from rapidocr import RapidOCR
