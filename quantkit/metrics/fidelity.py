@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from quantkit.errors import CheckpointError
 from quantkit.metrics import weights
@@ -82,18 +82,31 @@ class SSIM(Metric):
 
     def _ssim(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x, y = x.double(), y.double()
-        batch, channels, height, width = x.shape
+        height, width = x.shape[-2:]
         size = len(self.kernel)
         if height < size or width < size:
             raise ValueError(f"ssim needs images of at least {size} x {size} pixels, got {height} x {width}")
-        stats = torch.stack([x, y, x * x, y * y, x * y], dim=2).reshape(-1, 1, height, width)
-        stats = F.conv2d(stats, self.kernel.view(1, 1, size, 1))
-        stats = F.conv2d(stats, self.kernel.view(1, 1, 1, size))
-        ux, uy, uxx, uyy, uxy = stats.reshape(batch, channels, 5, *stats.shape[-2:]).unbind(dim=2)
+        stats = _filter_valid(torch.stack([x, y, x * x, y * y, x * y], dim=2), self.kernel)
+        ux, uy, uxx, uyy, uxy = stats.unbind(dim=2)
         vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
         c1, c2 = (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
         ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
         return ssim_map.mean(dim=(1, 2, 3))
+
+
+def _filter_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable correlation over the last two axes, 'valid' region only, as weighted sums of shifted views
+    (float64 convolution has no fast CPU kernel in torch)."""
+    weights = kernel.tolist()
+    rows = x.shape[-2] - len(weights) + 1
+    along_rows = x[..., :rows, :] * weights[0]
+    for k, weight in enumerate(weights[1:], start=1):
+        along_rows.add_(x[..., k : k + rows, :], alpha=weight)
+    cols = x.shape[-1] - len(weights) + 1
+    out = along_rows[..., :cols] * weights[0]
+    for k, weight in enumerate(weights[1:], start=1):
+        out.add_(along_rows[..., k : k + cols], alpha=weight)
+    return out
 
 
 def gaussian_kernel(sigma: float, truncate: float = 3.5) -> torch.Tensor:
@@ -122,7 +135,9 @@ class LPIPS(Metric):
         super().__init__(batch_size=batch_size)
         path = weights.lpips_backbone(backbone)
         self.device = resolve_device(device)
-        model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():  # lpips still calls torchvision's deprecated alexnet(pretrained=...)
+            warnings.filterwarnings("ignore", message=".*deprecated since 0.13", category=UserWarning)
+            model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         model.net.load_state_dict(_lpips_backbone_state(path, model.net.state_dict()), strict=True)
         self.model = model.eval().to(self.device)
         self.info = {"model": "lpips 0.1 alex", "backbone": str(path)}

@@ -82,11 +82,25 @@ def save_tiny_pickscore(folder: Path, seed: int = 0) -> torch.nn.Module:
 
 
 def save_random_alexnet(torch_home: Path, seed: int = 0) -> Path:
-    """A seeded random torchvision AlexNet state dict where torch hub keeps the ImageNet one under ``torch_home``."""
+    """A seeded random torchvision AlexNet state dict where torch hub keeps the ImageNet one under ``torch_home``.
+
+    Only ``features`` (the part LPIPS uses) is initialised; the 58M-parameter classifier is stored as zeros broadcast
+    from one element, which keeps the file at 10 MB and still loads strictly into ``torchvision.models.alexnet``.
+    """
     import torchvision
 
+    with torch.device("meta"):
+        model = torchvision.models.AlexNet()
+    model.to_empty(device="cpu")
     torch.manual_seed(seed)
+    for layer in model.features:
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    state = {
+        key: tensor if key.startswith("features.") else torch.zeros(1).expand(tensor.shape)
+        for key, tensor in model.state_dict().items()
+    }
     path = torch_home / "hub" / "checkpoints" / ALEXNET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    torch.save(state, path)
     return path
