@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from quantkit.metrics.images import to_uint8
+from quantkit.metrics.images import ImageBatch, as_images, to_uint8
 from quantkit.metrics.registry import Metric
 
 CasePolicy = Literal["fold", "sensitive"]
@@ -130,11 +129,11 @@ class _OcrMetric(Metric):
             if importlib.util.find_spec(module) is None:
                 raise ModuleNotFoundError(f"OCR backend {backend!r} needs the {module} package: {install}")
 
-    def read(self, images: list[torch.Tensor]) -> list[str]:
-        """The normalised text of each canonical image, in reading order."""
-        return [join_text(self.reader(to_uint8(image)), self.case) for image in images]
+    def read(self, images: ImageBatch) -> list[str]:
+        """The normalised text of each image, in reading order."""
+        return [join_text(self.reader(to_uint8(image)), self.case) for image in as_images(images)]
 
-    def elements(self, images: list[torch.Tensor], texts: list[list[str]]) -> list[list[ElementMatch]]:
+    def elements(self, images: ImageBatch, texts: Sequence[Sequence[str]]) -> list[list[ElementMatch]]:
         """Per image, how each target element was read (for reports and failure messages)."""
         return [
             match_elements(read, targets, self.case) for read, targets in zip(self.read(images), texts, strict=True)
