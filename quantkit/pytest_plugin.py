@@ -1,14 +1,56 @@
-"""The pytest plugin (entry point ``pytest11: quantkit``): markers, options, fixtures and the summary."""
+"""The pytest plugin (entry point ``pytest11: quantkit``): quantized variants as fixtures, gates as assertions.
+
+Options choose the model, variants, prompts and gate profile; session fixtures build each variant lazily and share
+its images and scores across tests; every gate of the profile becomes one test item (``gate_case``) whose failure
+reads as the gate's one-line verdict; the terminal summary prints the study table (variant x metric: mean,
+difference from the reference, CI) and the verdicts, and JUnit XML carries the same figures as properties.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
 MARKERS = {
     "gpu": "needs a CUDA GPU; skipped where torch.cuda.is_available() is False",
     "needs_weights": "needs real model weights on this machine (see the skip reason for the variable to set)",
-    "slow": "long-running; run with -m slow",
+    "slow": "long-running; skipped unless selected with -m slow",
 }
+GATE_FAMILIES = {
+    "quality": ("hpsv2", "clip", "pickscore"),
+    "ocr": ("ocr_exact", "ocr_ned"),
+    "fidelity": ("psnr", "ssim", "lpips"),
+}
+STUDY_KEY = pytest.StashKey["Any"]()
+TABLE_KEY = pytest.StashKey["Any"]()
+VERDICTS_KEY = pytest.StashKey["Any"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("quantkit", "quantkit quality-regression harness")
+    group.addoption(
+        "--quantkit-model",
+        default=None,
+        help="'tiny' or a local Ideogram 4 folder (default: $QUANTKIT_IDEOGRAM4_DIR, else the embedded tiny model)",
+    )
+    group.addoption("--variants", default=None, help="comma-separated variants (default: all five)")
+    group.addoption("--prompts", default="benchmark-v1", help="prompt set name or .jsonl path")
+    group.addoption("--prompt-limit", type=int, default=None, help="stratified prompt subset (default: 10 on tiny)")
+    group.addoption("--n-resamples", type=int, default=10_000, help="bootstrap resamples per interval")
+    group.addoption("--gates", default=None, help="gate profile name or TOML path (default: tiny / ideogram4)")
+    group.addoption(
+        "--quantkit-scores",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="gate on these merged score files (CI shards) instead of generating",
+    )
+    group.addoption("--quantkit-device", default=None, help="cpu or cuda (default: cuda when available)")
+    group.addoption("--golden-dir", default=None, help="golden reference store (default: golden/references)")
+    group.addoption("--update-golden", action="store_true", help="rewrite the golden reference set of this run")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,9 +61,208 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
-    if torch.cuda.is_available():
-        return
     skip_gpu = pytest.mark.skip(reason="no CUDA GPU on this machine: run on the self-hosted RTX 3090 runner")
+    skip_slow = pytest.mark.skip(reason="slow: select it with -m slow (or any -m expression naming it)")
+    slow_selected = "slow" in (config.option.markexpr or "")
     for item in items:
-        if "gpu" in item.keywords:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+        if "slow" in item.keywords and not slow_selected:
+            item.add_marker(skip_slow)
+
+
+# -- configuration ----------------------------------------------------------------------------------------------
+def study_config(config: pytest.Config) -> Any:
+    import argparse
+
+    from quantkit.cli.options import add_run_options, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    argv = []
+    for flag, value in (
+        ("--model", config.getoption("--quantkit-model")),
+        ("--variants", config.getoption("--variants")),
+        ("--prompts", config.getoption("--prompts")),
+        ("--prompt-limit", config.getoption("--prompt-limit")),
+        ("--device", config.getoption("--quantkit-device")),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return config_from_args(parser.parse_args(argv))
+
+
+def gate_profile(config: pytest.Config) -> Any:
+    from quantkit.profiles import load_profile
+
+    name = config.getoption("--gates")
+    if name is None:
+        name = "tiny" if study_config(config).model == "tiny" else "ideogram4"
+    return load_profile(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateCase:
+    """One gate of the profile, as a test parameter."""
+
+    index: int
+    spec: Mapping[str, Any]
+
+    @property
+    def id(self) -> str:
+        s = self.spec
+        parts = [s["variant"], s["metric"], s["kind"], s.get("category") or ""]
+        return "-".join(p.replace("*", "each") for p in parts if p)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant" in metafunc.fixturenames:
+        names = list(study_config(metafunc.config).variants)
+        metafunc.parametrize("variant", names, indirect=True, scope="session", ids=names)
+    if "gate_case" in metafunc.fixturenames:
+        family = getattr(metafunc.module, "GATE_FAMILY", None)
+        metrics = GATE_FAMILIES.get(family) if family else None
+        profile = gate_profile(metafunc.config)
+        cases = [GateCase(i, g) for i, g in enumerate(profile.gates) if metrics is None or g["metric"] in metrics]
+        if not cases:
+            metafunc.parametrize(
+                "gate_case",
+                [
+                    pytest.param(
+                        None, marks=pytest.mark.skip(reason=f"gate profile {profile.name} has no {family} gates")
+                    )
+                ],
+            )
+            return
+        metafunc.parametrize("gate_case", cases, ids=[c.id for c in cases])
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def quantkit_study(pytestconfig: pytest.Config) -> Any:
+    """The session's :class:`quantkit.study.Study`: variants, images and scores, each built once, lazily."""
+    from quantkit.study import Study
+
+    if STUDY_KEY not in pytestconfig.stash:
+        pytestconfig.stash[STUDY_KEY] = Study(study_config(pytestconfig), progress=False)
+    return pytestconfig.stash[STUDY_KEY]
+
+
+@pytest.fixture(scope="session")
+def variant(request: pytest.FixtureRequest, quantkit_study: Any) -> Any:
+    """A quantized variant (parametrised over ``--variants``): name, recipe, pipeline, skip report."""
+    return quantkit_study.variant(request.param)
+
+
+@pytest.fixture(scope="session")
+def reference(quantkit_study: Any) -> Any:
+    return quantkit_study.variant(quantkit_study.config.reference)
+
+
+@pytest.fixture(scope="session")
+def images(variant: Any, quantkit_study: Any) -> dict[str, Any]:
+    """prompt id -> generated image (PIL) of the variant."""
+    return {pid: g.image for pid, g in quantkit_study.images(variant.name).items()}
+
+
+@pytest.fixture(scope="session")
+def scores(variant: Any, quantkit_study: Any) -> dict[str, dict[str, float]]:
+    """metric -> prompt id -> score of the variant."""
+    return quantkit_study.scores(variant.name)
+
+
+@pytest.fixture(scope="session")
+def quantkit_scores(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+    """The run's score table: merged from --quantkit-scores files, or generated and scored now."""
+    from quantkit.scores import ScoreTable
+
+    files = pytestconfig.getoption("--quantkit-scores")
+    if files:
+        table = ScoreTable.merge_files(files)
+    else:
+        table = request.getfixturevalue("quantkit_study").score_all()
+    pytestconfig.stash[TABLE_KEY] = table
+    return table
+
+
+@pytest.fixture(scope="session")
+def gate_verdicts(pytestconfig: pytest.Config, quantkit_scores: Any) -> dict[int, list[Any]]:
+    """profile gate index -> its verdicts (several for a per-category gate) or skipped-gate records.
+
+    All gates of the profile are evaluated together, so the multiple-comparison adjustment covers the whole run.
+    """
+    profile = gate_profile(pytestconfig)
+    verdicts, skipped = profile.evaluate(quantkit_scores, n_resamples=pytestconfig.getoption("--n-resamples"))
+    pytestconfig.stash[VERDICTS_KEY] = (verdicts, skipped)
+    by_index: dict[int, list[Any]] = {}
+    for index, spec in enumerate(profile.gates):
+        by_index[index] = [v for v in verdicts if _matches(v.gate, spec)] + [s for s in skipped if s.gate is spec]
+    return by_index
+
+
+def _matches(gate: Any, spec: Mapping[str, Any]) -> bool:
+    same = all(getattr(gate, key) == spec.get(key) for key in ("metric", "variant", "reference") if key in spec)
+    category = spec.get("category")
+    return same and gate.kind == spec["kind"] and (category == "*" or gate.category == category)
+
+
+def check_gate(case: GateCase, verdicts: list[Any], node: pytest.Item | None = None) -> None:
+    """The assertion of a gate test: fail with the verdict's one line, skip a gate that could not be evaluated."""
+    if not verdicts:
+        pytest.fail(f"gate {case.id} produced no verdict", pytrace=False)
+    if all(not hasattr(v, "passed") for v in verdicts):
+        pytest.skip(verdicts[0].message)
+    for verdict in verdicts:
+        if node is not None:
+            node.user_properties.extend(_properties(verdict))
+    failed = [v.message for v in verdicts if hasattr(v, "passed") and not v.passed]
+    if failed:
+        pytest.fail("\n".join(failed), pytrace=False)
+
+
+def _properties(verdict: Any) -> Iterator[tuple[str, Any]]:
+    ci = verdict.ci
+    prefix = f"{ci.metric}[{ci.category}]" if ci.category else ci.metric
+    yield f"{prefix}.mean_diff", ci.mean_diff
+    yield f"{prefix}.ci_low", ci.low
+    yield f"{prefix}.ci_high", ci.high
+    yield f"{prefix}.n", ci.n
+    yield f"{prefix}.method", ci.method
+    yield f"{prefix}.passed", verdict.passed
+
+
+@pytest.fixture
+def quantkit_gate(request: pytest.FixtureRequest, gate_case: GateCase, gate_verdicts: dict) -> Any:
+    """Call it to assert the parametrised gate: ``quantkit_gate()``."""
+    return lambda: check_gate(gate_case, gate_verdicts[gate_case.index], request.node)
+
+
+# -- reporting --------------------------------------------------------------------------------------------------
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if VERDICTS_KEY not in config.stash:
+        return
+    from quantkit.report.summary import format_table, summarize
+
+    verdicts, skipped = config.stash[VERDICTS_KEY]
+    table = config.stash[TABLE_KEY]
+    terminalreporter.section("quantkit study")
+    reference = study_config(config).reference
+    cells = summarize(table, reference=reference, n_resamples=config.getoption("--n-resamples"))
+    terminalreporter.write_line(format_table(cells))
+    for metric, reason in table.not_measured.items():
+        terminalreporter.write_line(f"not measured: {metric}: {reason}")
+    for verdict in verdicts:
+        terminalreporter.write_line(f"{'PASSED' if verdict.passed else 'FAILED':7s} {verdict.message}")
+    for skip in skipped:
+        terminalreporter.write_line(f"SKIPPED {skip.message}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Benchmarks are compared per GPU model: record which one ran them."""
+    import torch
+
+    if torch.cuda.is_available():
+        machine_info["gpu"] = torch.cuda.get_device_name(0)
+        machine_info["cuda"] = torch.version.cuda
+    machine_info["torch"] = torch.__version__

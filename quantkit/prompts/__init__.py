@@ -1,0 +1,18 @@
+"""Benchmark prompts: Ideogram 4's caption schema and validator, the expanders, and the frozen prompt sets."""
+
+from quantkit.prompts.benchmark import load_benchmark
+from quantkit.prompts.caption import Caption, Element, Finding, Style, canonical_json, parse, validate
+from quantkit.prompts.prompt import Prompt, seed_for
+
+__all__ = [
+    "Caption",
+    "Element",
+    "Finding",
+    "Prompt",
+    "Style",
+    "canonical_json",
+    "load_benchmark",
+    "parse",
+    "seed_for",
+    "validate",
+]

@@ -1,0 +1,172 @@
+"""The frozen benchmark prompt sets under ``golden/prompts/``: loading, verification and writing.
+
+A set is ``<version>.jsonl`` (one prompt per line: id, category, raw prompt, target strings, seed, expander id
+and the JSON caption) next to ``<version>.manifest.json`` (its sha256 and counts). Paired statistics compare
+variants prompt by prompt, so a set never changes under its version: loading a file that does not match its
+manifest is an error, and a change is written as a new version.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from quantkit.atomic import write_bytes, write_json
+from quantkit.errors import CaptionError, StoreError
+from quantkit.prompts.caption import canonical_json, parse
+from quantkit.prompts.prompt import Prompt
+
+GOLDEN_PROMPTS = Path(__file__).resolve().parents[2] / "golden" / "prompts"
+DEFAULT_VERSION = "benchmark-v1"
+LINE_KEYS = ("id", "category", "raw", "texts", "seed", "expander", "caption")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkEntry:
+    """A prompt plus the id of the expander that wrote its caption (recorded per line for auditing)."""
+
+    prompt: Prompt
+    expander: str
+
+    def to_line(self) -> str:
+        p = self.prompt
+        fields = [p.id, p.category, p.raw, list(p.texts), p.seed, self.expander, json.loads(p.caption)]
+        return json.dumps(dict(zip(LINE_KEYS, fields, strict=True)), ensure_ascii=False, separators=(",", ":"))
+
+
+def paths_for(path_or_name: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The jsonl file and its manifest for a version name (looked up in ``golden/prompts``) or a path."""
+    text = str(path_or_name)
+    path = Path(text) if text.endswith(".jsonl") or os.sep in text else GOLDEN_PROMPTS / f"{text}.jsonl"
+    return path, path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
+
+
+def load_benchmark(
+    path_or_name: str | os.PathLike[str] = DEFAULT_VERSION,
+    *,
+    categories: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> list[Prompt]:
+    """The prompts of a verified set, in file order, optionally filtered to ``categories``; ``limit`` takes a
+    deterministic subset stratified across categories (round robin, each category in file order)."""
+    prompts = [entry.prompt for entry in read_entries(path_or_name)]
+    if categories is not None:
+        wanted = set(categories)
+        unknown = wanted - {p.category for p in prompts}
+        if unknown:
+            known = sorted({p.category for p in prompts})
+            raise ValueError(f"unknown categories {sorted(unknown)} in {path_or_name}; known: {known}")
+        prompts = [p for p in prompts if p.category in wanted]
+    return prompts if limit is None else stratified(prompts, limit)
+
+
+def stratified(prompts: Sequence[Prompt], limit: int) -> list[Prompt]:
+    """Up to ``limit`` prompts taken round robin across categories, returned in their original order."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    queues: dict[str, collections.deque[int]] = {}
+    for index, prompt in enumerate(prompts):
+        queues.setdefault(prompt.category, collections.deque()).append(index)
+    chosen: list[int] = []
+    while len(chosen) < min(limit, len(prompts)):
+        for queue in queues.values():
+            if queue and len(chosen) < limit:
+                chosen.append(queue.popleft())
+    return [prompts[i] for i in sorted(chosen)]
+
+
+def read_entries(path_or_name: str | os.PathLike[str] = DEFAULT_VERSION) -> list[BenchmarkEntry]:
+    """Every line of a set, after checking the file against its manifest and every caption against the schema."""
+    path, manifest_path = paths_for(path_or_name)
+    manifest = read_manifest(manifest_path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"benchmark file {path} is missing ({exc}); restore it from git") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != manifest.get("sha256"):
+        raise StoreError(
+            f"{path} does not match its manifest {manifest_path.name} (sha256 {digest[:12]}..., manifest says "
+            f"{str(manifest.get('sha256'))[:12]}...). A benchmark version is frozen so paired scores compare like "
+            "with like: restore the file, or bump the version and write the change as a new set "
+            "(python -m quantkit.prompts.authoring --version <new-version>)."
+        )
+    entries = [_entry(path, number, line) for number, line in enumerate(data.decode("utf-8").splitlines(), 1)]
+    ids = collections.Counter(e.prompt.id for e in entries)
+    if duplicated := sorted(i for i, n in ids.items() if n > 1):
+        raise StoreError(f"{path}: duplicate prompt ids {duplicated}; ids pair scores and must be unique")
+    if summarize(entries) != {k: manifest.get(k) for k in ("count", "categories", "text_prompts", "expanders")}:
+        raise StoreError(f"{path}: counts disagree with {manifest_path.name}; rewrite the set with the authoring tool")
+    return entries
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"benchmark manifest {path} is missing or unreadable ({exc}); restore it from git") from exc
+    if not isinstance(manifest, dict) or manifest.get("version") != path.name.removesuffix(".manifest.json"):
+        raise StoreError(f"benchmark manifest {path} does not name its own version; restore it from git")
+    return manifest
+
+
+def _entry(path: Path, number: int, line: str) -> BenchmarkEntry:
+    where = f"{path.name}:{number}"
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise StoreError(f"{where}: not a JSON line ({exc})") from exc
+    if not isinstance(record, dict) or list(record) != list(LINE_KEYS):
+        raise StoreError(f"{where}: expected the keys {list(LINE_KEYS)} in that order")
+    texts = record["texts"]
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise StoreError(f"{where}: 'texts' must be a list of strings")
+    if not all(isinstance(record[k], str) and record[k] for k in ("id", "category", "raw", "expander")):
+        raise StoreError(f"{where}: id, category, raw and expander must be non-empty strings")
+    if not isinstance(record["seed"], int) or record["seed"] < 0:
+        raise StoreError(f"{where}: 'seed' must be a non-negative integer")
+    try:
+        caption = parse(record["caption"])
+    except CaptionError as exc:
+        raise CaptionError(f"{where} ({record['id']}): {exc}") from exc
+    if collections.Counter(caption.texts) != collections.Counter(texts):
+        raise StoreError(f"{where}: caption renders {list(caption.texts)} but the targets are {texts}")
+    prompt = Prompt(record["id"], record["category"], record["raw"], caption.to_json(), tuple(texts), record["seed"])
+    return BenchmarkEntry(prompt, record["expander"])
+
+
+def summarize(entries: Sequence[BenchmarkEntry]) -> dict[str, Any]:
+    """The counts a manifest records (and a closing note reports)."""
+    return {
+        "count": len(entries),
+        "categories": dict(collections.Counter(e.prompt.category for e in entries)),
+        "text_prompts": sum(1 for e in entries if e.prompt.texts),
+        "expanders": dict(collections.Counter(e.expander for e in entries)),
+    }
+
+
+def write_benchmark(
+    entries: Sequence[BenchmarkEntry], version: str, *, directory: str | os.PathLike[str] = GOLDEN_PROMPTS
+) -> Path:
+    """Write a set and its manifest (atomically). An existing version is only rewritten with identical bytes."""
+    for entry in entries:
+        if canonical_json(entry.prompt.caption) != entry.prompt.caption:
+            raise CaptionError(f"{entry.prompt.id}: caption is not in canonical form")
+    path, manifest_path = paths_for(Path(directory) / f"{version}.jsonl")
+    data = "".join(entry.to_line() + "\n" for entry in entries).encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    if manifest_path.exists() and read_manifest(manifest_path).get("sha256") != digest:
+        raise StoreError(
+            f"{version} already exists with different content; a benchmark version is frozen, so write the change "
+            "under a new version name"
+        )
+    write_bytes(path, data)
+    write_json(manifest_path, {"version": version, "file": path.name, "sha256": digest, **summarize(entries)})
+    read_entries(path)  # what was written must load
+    return path

@@ -1,0 +1,302 @@
+"""A study: every variant of one model, generated on one prompt set, scored per prompt, compared with the reference.
+
+The CLI (``quantkit study``), the pytest plugin's fixtures and the report are thin shells over :class:`Study`.
+Everything is lazy and memoised: a variant is quantized the first time something asks for it, its images come from
+the content-addressed cache when they can, and a score is computed once per (image, metric, reference image).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from quantkit.errors import QuantkitError
+from quantkit.prompts.prompt import Prompt
+from quantkit.scores import ScoreTable
+
+DEFAULT_VARIANTS = ("fp8", "int8_w8a8", "q4_k", "q8_0", "nf4")
+QUALITY_METRICS = ("hpsv2", "clip", "pickscore")
+TEXT_METRICS = ("ocr_exact", "ocr_ned")
+FIDELITY_METRICS = ("psnr", "ssim", "lpips")
+METRICS = QUALITY_METRICS + TEXT_METRICS + FIDELITY_METRICS
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """What a study runs. ``model`` is ``"tiny"`` (the embedded default) or a local diffusers-layout Ideogram 4
+    folder; ``shard=(i, n)`` keeps the i-th of n interleaved slices of the prompt set (1-based) for CI sharding."""
+
+    model: str = "tiny"
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    reference: str = "fp8"
+    prompts: str = "benchmark-v1"
+    prompt_limit: int | None = None
+    categories: tuple[str, ...] | None = None
+    shard: tuple[int, int] | None = None
+    preset: str = "SMOKE"
+    resolution: tuple[int, int] = (128, 128)
+    device: str = "cpu"
+    offload: str = "none"
+    metrics: tuple[str, ...] = METRICS
+    calibration_prompts: int = 4
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference not in self.variants:
+            raise QuantkitError(f"reference variant {self.reference!r} is not among the variants {self.variants}")
+        unknown = sorted(set(self.variants) - set(DEFAULT_VARIANTS))
+        if unknown:
+            raise QuantkitError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_VARIANTS)}")
+        if self.shard is not None:
+            index, count = self.shard
+            if not 1 <= index <= count:
+                raise QuantkitError(f"shard {index}/{count}: the index must be between 1 and the shard count")
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The settings that decide every number of the study, recorded with its results."""
+        return {
+            "model": self.model,
+            "reference": self.reference,
+            "prompts": self.prompts,
+            "prompt_limit": self.prompt_limit,
+            "categories": self.categories,
+            "preset": self.preset,
+            "resolution": list(self.resolution),
+            "device": self.device,
+        }
+
+
+def _int8_recipe() -> Any:
+    from quantkit.recipes import Int8W8A8
+
+    return Int8W8A8(alpha=0.5, protect="auto")
+
+
+def _recipe_factories() -> dict[str, Callable[[], Any]]:
+    from quantkit.recipes import GGUF, NF4, FP8Reference
+
+    return {
+        "fp8": FP8Reference,
+        "int8_w8a8": _int8_recipe,
+        "q4_k": lambda: GGUF(qtype="q4_k"),
+        "q8_0": lambda: GGUF(qtype="q8_0"),
+        "nf4": NF4,
+    }
+
+
+def recipe_for(name: str) -> Any:
+    """The study's recipe for a variant name: the published configurations."""
+    factories = _recipe_factories()
+    if name not in factories:
+        raise QuantkitError(f"unknown variant {name!r}; known: {', '.join(factories)}")
+    return factories[name]()
+
+
+@dataclasses.dataclass
+class Variant:
+    """What a fixture yields: a named recipe applied to a pipeline, with the report of what it quantized."""
+
+    name: str
+    recipe: Any
+    pipeline: Any
+    report: Any = None
+
+
+class Study:
+    def __init__(self, config: StudyConfig, *, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self._variants: dict[str, Variant] = {}
+        self._images: dict[str, dict[str, Any]] = {}
+        self.table = ScoreTable()
+
+    # -- inputs ---------------------------------------------------------------------------------------------------
+    @functools.cached_property
+    def prompts(self) -> list[Prompt]:
+        from quantkit.prompts.benchmark import load_benchmark
+
+        categories = list(self.config.categories) if self.config.categories else None
+        prompts = load_benchmark(self.config.prompts, categories=categories, limit=self.config.prompt_limit)
+        if self.config.shard is not None:
+            index, count = self.config.shard
+            prompts = prompts[index - 1 :: count]
+        if not prompts:
+            raise QuantkitError(f"no prompts selected from {self.config.prompts} with {self.config.settings_dict()}")
+        self.table.categories.update({p.id: p.category for p in prompts})
+        return prompts
+
+    @functools.cached_property
+    def sampler(self) -> Any:
+        from quantkit.pipelines.ideogram4 import PRESETS
+
+        if self.config.preset not in PRESETS:
+            raise QuantkitError(f"unknown sampler preset {self.config.preset!r}; known: {', '.join(PRESETS)}")
+        return PRESETS[self.config.preset]
+
+    @functools.cached_property
+    def cache(self) -> Any:
+        from quantkit.store.cache import ImageCache
+
+        return ImageCache(self.config.cache_dir)
+
+    # -- variants -------------------------------------------------------------------------------------------------
+    def variant(self, name: str) -> Variant:
+        """The quantized pipeline of ``name``, built on first use (one fresh pipeline per variant)."""
+        if name not in self._variants:
+            self._variants[name] = self._build(name)
+        return self._variants[name]
+
+    def _load_pipeline(self) -> Any:
+        from quantkit.pipelines.ideogram4 import load_pipeline
+
+        return load_pipeline(self.config.model, device=self.config.device, offload=self.config.offload)
+
+    def _build(self, name: str) -> Variant:
+        from quantkit import quantize_
+
+        recipe = recipe_for(name)
+        pipe = self._load_pipeline()
+        calibration = self.calibration() if getattr(recipe, "needs_calibration", False) else None
+        report = quantize_(pipe, recipe, calibration=calibration)
+        return Variant(name, recipe, pipe, report)
+
+    @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
+    def calibration(self) -> Any:
+        """Activation statistics of the FP8 source over the calibration prompts, every denoising step, both branches.
+
+        The calibration prompts are the first prompts of the benchmark that the study does not evaluate, so the
+        statistics never see an evaluated prompt.
+        """
+        from quantkit.calibrate import calibrate_pipeline
+        from quantkit.prompts.benchmark import load_benchmark
+
+        evaluated = {p.id for p in self.prompts}
+        pool = [p for p in load_benchmark(self.config.prompts) if p.id not in evaluated]
+        prompts = pool[: self.config.calibration_prompts]
+        source = self._load_pipeline()
+        return calibrate_pipeline(source, prompts, self.sampler, resolution=self.config.resolution)
+
+    # -- images ---------------------------------------------------------------------------------------------------
+    def images(self, name: str) -> dict[str, Any]:
+        """prompt id -> ``GeneratedImage`` of variant ``name``, from the cache where possible."""
+        if name not in self._images:
+            from quantkit.pipelines.cached import generate_cached
+
+            variant = self.variant(name)
+            with _progress(self.progress, len(self.prompts), f"generate {name}") as bar:
+                generated = generate_cached(
+                    variant.pipeline,
+                    self.prompts,
+                    self.sampler,
+                    recipe=variant.recipe,
+                    resolution=self.config.resolution,
+                    cache=self.cache,
+                    progress=lambda _: bar.update(),
+                )
+            self._images[name] = {g.prompt_id: g for g in generated}
+        return self._images[name]
+
+    # -- scores ---------------------------------------------------------------------------------------------------
+    def measurable(self) -> dict[str, str]:
+        """metric -> reason it cannot be measured here (absent weights); metrics missing from the dict can run."""
+        from quantkit.metrics import availability
+
+        reasons = {}
+        for metric in self.config.metrics:
+            ok, reason = availability(metric, **self.metric_options(metric))
+            if not ok:
+                reasons[metric] = reason
+        return reasons
+
+    def metric_options(self, metric: str) -> dict[str, Any]:
+        return {"device": self.config.device}
+
+    def scores(self, name: str) -> dict[str, dict[str, float]]:
+        """metric -> prompt id -> value for variant ``name``, recorded in :attr:`table` (fidelity metrics compare
+        with the reference variant's image of the same prompt and seed; the reference itself has none)."""
+        from quantkit.metrics import load
+
+        missing = self.measurable()
+        self.table.not_measured.update(missing)
+        images = self.images(name)
+        result: dict[str, dict[str, float]] = {}
+        for metric_name in self.config.metrics:
+            if metric_name in missing or (metric_name in FIDELITY_METRICS and name == self.config.reference):
+                continue
+            metric = load(metric_name, **self.metric_options(metric_name))
+            prompts = [p for p in self.prompts if metric_name not in TEXT_METRICS or p.texts]
+            if not prompts:
+                continue
+            references = self.images(self.config.reference) if metric_name in FIDELITY_METRICS else None
+            values = self._score(metric, images, prompts, references)
+            self.table.add(name, metric_name, values, direction=metric.direction)
+            result[metric_name] = values
+        return result
+
+    def _score(self, metric: Any, images: Mapping[str, Any], prompts: Sequence[Prompt], references: Any) -> dict:
+        """Scores of ``prompts``' images under ``metric``, through the score cache (computed in one batch on a miss)."""
+        ids = {}
+        for p in prompts:
+            ref_key = "" if references is None else references[p.id].key.digest
+            ids[p.id] = _score_id(metric, ref_key)
+        values = {p.id: self.cache.load_score(images[p.id].key, ids[p.id]) for p in prompts}
+        todo = [p for p in prompts if values[p.id] is None]
+        if todo:
+            computed = metric.score(
+                [images[p.id].image for p in todo],
+                prompts=[p.raw for p in todo],
+                references=None if references is None else [references[p.id].image for p in todo],
+                texts=[list(p.texts) for p in todo],
+            )
+            for prompt, value in zip(todo, computed, strict=True):
+                self.cache.store_score(images[prompt.id].key, ids[prompt.id], float(value))
+                values[prompt.id] = float(value)
+        return values
+
+    def facts(self, name: str) -> Any:
+        """Size and latency of variant ``name``: bytes of both transformers' linear layers as the variant stores
+        them (packed weights, scales, kept layers), and mean seconds per generated image."""
+        from quantkit.report.summary import VariantFacts
+
+        report = self.variant(name).report
+        seconds = [g.seconds for g in self.images(name).values()]
+        return VariantFacts(
+            disk_bytes=sum(row.bytes for row in report.rows) if report is not None else None,
+            seconds_per_image=sum(seconds) / len(seconds) if seconds else None,
+        )
+
+    def score_all(self) -> ScoreTable:
+        for name in self.config.variants:
+            self.scores(name)
+        return self.table
+
+    def verdicts(self, profile: Any, *, n_resamples: int = 10_000, seed: int = 0) -> list[Any]:
+        """The gate profile's verdicts on this study's scores (Holm-adjusted unless the profile says otherwise)."""
+        return profile.evaluate(self.score_all(), n_resamples=n_resamples, seed=seed)
+
+
+def _score_id(metric: Any, reference_digest: str) -> str:
+    """A score's cache id: the metric, its provenance (model, weights file, conventions) and the reference image."""
+    provenance = ";".join(f"{k}={v}" for k, v in sorted(metric.info.items()))
+    digest = hashlib.sha256(provenance.encode()).hexdigest()[:16]
+    return f"{metric.name}@{digest}" + (f"@ref={reference_digest}" if reference_digest else "")
+
+
+class _progress:
+    """A tqdm bar on stderr when progress is on (and stderr is a terminal or CI log), else a silent counter."""
+
+    def __init__(self, enabled: bool, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        disable = not enabled or bool(os.environ.get("QUANTKIT_NO_PROGRESS"))
+        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=disable)
+
+    def __enter__(self) -> Any:
+        return self.bar
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()

@@ -1,0 +1,1 @@
+"""Slow scalar ports of reference implementations, used only as test oracles."""
