@@ -31,15 +31,17 @@ class PSNR(Metric):
     direction = "higher"
     needs = frozenset({"references"})
 
-    def __init__(self, *, cap_db: float = 100.0, batch_size: int = 16) -> None:
+    def __init__(self, *, cap_db: float = 100.0, device: str | None = None, batch_size: int = 16) -> None:
         super().__init__(batch_size=batch_size)
         self.cap_db = cap_db
+        self.device = resolve_device(device)
         self.info = {"data_range": "1.0 on [0, 1] images", "cap_db": str(cap_db)}
 
     def _score_chunk(self, images, *, prompts, references, texts) -> np.ndarray:
         values = []
         for image, reference in _same_shape_runs(images, references):
-            mse = (image.double() - reference.double()).pow(2).mean(dim=(1, 2, 3))
+            image, reference = image.to(self.device).double(), reference.to(self.device).double()
+            mse = (image - reference).pow(2).mean(dim=(1, 2, 3))
             psnr = [self.cap_db if m == 0 else min(self.cap_db, -10.0 * math.log10(m)) for m in mse.tolist()]
             values.extend(psnr)
         return np.array(values)

@@ -113,7 +113,16 @@ def match_elements(read: str, targets: Sequence[str], case: CasePolicy = "fold")
 class _OcrMetric(Metric):
     needs = frozenset({"texts"})
 
-    def __init__(self, *, backend: str = "rapidocr", case: CasePolicy = "fold", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        backend: str = "rapidocr",
+        case: CasePolicy = "fold",
+        device: str | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        """``device`` is accepted like every metric's, but both engines run on the CPU here (onnxruntime / paddle
+        CPU builds); OCR cost is a CPU cost whatever the GPU."""
         super().__init__(batch_size=batch_size)
         self.check(backend=backend)
         normalise("", case)  # validates the policy now rather than at the first score

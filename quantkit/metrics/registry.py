@@ -39,7 +39,8 @@ _LOADED: dict[tuple[str, tuple[tuple[str, Hashable], ...]], Metric] = {}
 
 
 class Metric(ABC):
-    """A per-image scorer. Subclasses set the class attributes and implement :meth:`_score_chunk`."""
+    """A per-image scorer. Subclasses set the class attributes and implement :meth:`_score_chunk`; every metric takes
+    the keyword options ``device`` and ``batch_size`` (plus its own), so a harness can pass them uniformly."""
 
     name: ClassVar[str]
     direction: ClassVar[Direction]

@@ -1,6 +1,8 @@
 """The registry contract: every metric has a name, a direction and declared inputs; ``load`` builds it once; ``score``
 returns one float64 per image, whatever the batching, and the same numbers every time."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,20 @@ def test_every_metric_declares_its_name_direction_and_inputs():
         cls = metric_class(name)
         assert (cls.name, cls.direction, set(cls.needs)) == (name, direction, needs)
         assert cls.needs <= INPUTS
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_metric_takes_device_and_batch_size(name):
+    accepted = set()
+    for klass in metric_class(name).__mro__:  # subclasses may pass options through to their base
+        if "__init__" in vars(klass):
+            accepted |= set(inspect.signature(klass.__init__).parameters)
+    assert {"device", "batch_size"} <= accepted
+
+
+def test_metrics_without_weights_load_for_any_device_option():
+    for name in ("psnr", "ssim", "ocr_exact", "ocr_ned"):
+        assert load(name, device="cpu", batch_size=4).batch_size == 4
 
 
 def test_an_unknown_metric_lists_the_known_ones():
