@@ -171,7 +171,7 @@ class Study:
         The calibration prompts are the first prompts of the benchmark that the study does not evaluate, so the
         statistics never see an evaluated prompt.
         """
-        from quantkit.calibrate import calibrate_pipeline
+        from quantkit.calibrate.run import calibrate_pipeline
         from quantkit.prompts.benchmark import load_benchmark
 
         evaluated = {p.id for p in self.prompts}

@@ -1,0 +1,28 @@
+"""A calibration run: the source pipeline generates the calibration prompts while every Linear is observed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from quantkit.calibrate.stats import CalibrationStats, StatsCollector
+from quantkit.errors import QuantkitError
+from quantkit.prompts.prompt import Prompt
+from quantkit.quantize import BRANCHES
+
+
+def calibrate_pipeline(
+    pipe: Any, prompts: Sequence[Prompt], settings: Any, *, resolution: tuple[int, int]
+) -> CalibrationStats:
+    """Statistics of both transformers over every denoising step of every prompt (each prompt is a new run, so
+    step indices restart; the unconditional branch sees its own, text-free inputs)."""
+    from quantkit.pipelines.ideogram4 import generate
+
+    if not prompts:
+        raise QuantkitError("calibration needs at least one prompt; the prompt set has none left to calibrate on")
+    with StatsCollector({name: getattr(pipe, name) for name in BRANCHES}) as collector:
+        for index, prompt in enumerate(prompts):
+            if index:
+                collector.new_run()
+            generate(pipe, [prompt], settings, resolution=resolution)
+    return collector.result()

@@ -1,0 +1,38 @@
+"""``quantkit quantize``: quantize one variant of a model and save it (INT8/FP8/NF4 safetensors, GGUF)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from quantkit.cli.options import add_run_options, config_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "quantize",
+        help="quantize one variant and save it next to its recipe.json",
+        description=(
+            "Quantize both transformers of the model with a variant's recipe (INT8 W8A8 is calibrated on the "
+            "benchmark's calibration prompts first), print the skip report (every linear: kept or quantized, why, "
+            "bytes) and save the variant: INT8/FP8/NF4 as safetensors + recipe.json, Q4_K/Q8_0 as .gguf."
+        ),
+    )
+    add_run_options(parser)
+    parser.add_argument("--variant", required=True, help="fp8, int8_w8a8, q4_k, q8_0 or nf4")
+    parser.add_argument("--out", type=Path, required=True, help="folder to save the variant in")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from quantkit.study import Study
+    from quantkit.variants import save_variant
+
+    args.variants = f"{args.variant},fp8" if args.variant != "fp8" else "fp8"
+    study = Study(config_from_args(args), progress=not args.quiet)
+    variant = study.variant(args.variant)
+    print(variant.report.format_table())
+    path = save_variant(variant.pipeline, variant.recipe, args.out)
+    print(f"saved {args.variant} to {path}", file=sys.stderr)
+    return 0

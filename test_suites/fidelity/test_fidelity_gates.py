@@ -1,0 +1,11 @@
+"""Gates on fidelity to the reference image (PSNR, SSIM, LPIPS): one test per gate of the active profile (`--gates`).
+
+A failure prints the gate's verdict line, e.g. `metric: variant - reference = diff [95% CI lo, hi] (n, method,
+adjustment) ...: gate kind failed`. Gates whose metric could not be measured here are skipped with the reason.
+"""
+
+GATE_FAMILY = "fidelity"
+
+
+def test_gate(quantkit_gate):
+    quantkit_gate()
