@@ -131,9 +131,9 @@ FOOTPRINTS = {
 }
 
 
-@pytest.mark.parametrize("variant", FOOTPRINTS)
-def test_footprint_of_the_quantized_linears_against_bf16(variant):
-    recipe, low, high = FOOTPRINTS[variant]
+@pytest.mark.parametrize("variant_id", FOOTPRINTS)
+def test_footprint_of_the_quantized_linears_against_bf16(variant_id):
+    recipe, low, high = FOOTPRINTS[variant_id]
     model = tiny_transformer(dtype=torch.bfloat16)
     before = {
         name: sum(p.nbytes for p in m.parameters()) for name, m in model.named_modules() if isinstance(m, nn.Linear)

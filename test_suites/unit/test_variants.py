@@ -38,9 +38,9 @@ def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert layers == {n: type(m) for n, m in b.named_modules() if isinstance(m, QuantizedLinear)}
 
 
-@pytest.mark.parametrize("variant", RECIPES)
-def test_model_round_trip_gives_identical_weights_and_outputs(tmp_path, variant):
-    recipe = RECIPES[variant]
+@pytest.mark.parametrize("variant_id", RECIPES)
+def test_model_round_trip_gives_identical_weights_and_outputs(tmp_path, variant_id):
+    recipe = RECIPES[variant_id]
     model = tiny_transformer(seed=0)
     quantize_(model, recipe)
     checkpoint = save_variant(model, recipe, tmp_path)
@@ -53,9 +53,9 @@ def test_model_round_trip_gives_identical_weights_and_outputs(tmp_path, variant)
     assert checkpoint.name == f"ideogram4-{recipe.name}.{'gguf' if isinstance(recipe, GGUF) else 'safetensors'}"
 
 
-@pytest.mark.parametrize("variant", ["int8_w8a8", "fp8", "nf4"])
-def test_safetensors_variants_carry_recipe_json_and_the_recipe_in_the_header(tmp_path, variant):
-    recipe = RECIPES[variant]
+@pytest.mark.parametrize("variant_id", ["int8_w8a8", "fp8", "nf4"])
+def test_safetensors_variants_carry_recipe_json_and_the_recipe_in_the_header(tmp_path, variant_id):
+    recipe = RECIPES[variant_id]
     model = tiny_transformer()
     quantize_(model, recipe)
     save_variant(model, recipe, tmp_path)
@@ -89,9 +89,9 @@ def test_int8_reload_restores_the_recipe_kernel_and_smoothing_vectors(tmp_path):
     assert {m.kernel for m in fresh.modules() if isinstance(m, W8A8Linear)} == {"exact_cpu"}
 
 
-@pytest.mark.parametrize("variant", ["int8_w8a8", "q4_k"])
-def test_pipeline_round_trip_gives_identical_images(tmp_path, variant):
-    recipe = RECIPES[variant]
+@pytest.mark.parametrize("variant_id", ["int8_w8a8", "q4_k"])
+def test_pipeline_round_trip_gives_identical_images(tmp_path, variant_id):
+    recipe = RECIPES[variant_id]
     pipe = load_pipeline("tiny")
     quantize_(pipe, recipe)
     save_variant(pipe, recipe, tmp_path)
