@@ -8,6 +8,7 @@ every device.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -130,10 +131,26 @@ def load_pipeline(
     device = torch.device(device)
     if dtype is None:
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    pipe = Ideogram4Pipeline.from_pretrained(model_dir(source), dtype=dtype)
+    with _quiet_loading():
+        pipe = Ideogram4Pipeline.from_pretrained(model_dir(source), dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     place(pipe, device, offload, offload_dir)
     return pipe
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Loading a pipeline is not long work: keep diffusers' and transformers' per-component bars off the terminal."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
 
 
 def place(
