@@ -74,7 +74,12 @@ class SSIM(Metric):
         self.data_range, self.k1, self.k2 = data_range, k1, k2
         self.device = resolve_device(device)
         self.kernel = gaussian_kernel(sigma).to(self.device)
-        self.info = {"window": f"gaussian {len(self.kernel)} sigma {sigma}", "k1": str(k1), "k2": str(k2)}
+        self.info = {
+            "window": f"gaussian {len(self.kernel)} sigma {sigma}",
+            "k1": str(k1),
+            "k2": str(k2),
+            "data_range": str(data_range),
+        }
 
     def _score_chunk(self, images, *, prompts, references, texts) -> np.ndarray:
         values = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import unicodedata
 from abc import abstractmethod
@@ -128,7 +129,8 @@ class _OcrMetric(Metric):
         normalise("", case)  # validates the policy now rather than at the first score
         self.backend, self.case = backend, case
         self.reader = functools.partial(read_text_boxes, backend)
-        self.info = {"backend": backend, "models": _MODELS[backend], "case": case}
+        version = importlib.metadata.version(backend)
+        self.info = {"backend": f"{backend} {version}", "models": _MODELS[backend], "case": case}
 
     @classmethod
     def check(cls, *, backend: str = "rapidocr", **_: object) -> None:
