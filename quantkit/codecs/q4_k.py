@@ -71,10 +71,10 @@ def quantize(w: torch.Tensor, *, name: str = "tensor") -> Packed:
 def _run_on_cpu_threads(work: Callable[[slice], None], chunks: list[slice], workers: int) -> None:
     """Spread chunks over ``workers`` threads whose torch ops run single-threaded, then restore the thread count.
 
-    The search issues thousands of small ops; as OpenMP parallel regions each would end in a barrier, which stalls
-    whenever the machine is busy. Independent chunks on plain threads (torch releases the GIL inside ops) scale
-    without barriers. ``torch.set_num_threads`` in a worker sets that thread's OpenMP team size (and torch's default
-    for new threads, which is restored afterwards).
+    The eager search issues thousands of small ops; as OpenMP parallel regions each would end in a barrier, which
+    stalls whenever the machine is busy. Independent chunks on plain threads (torch ops and the compiled kernels
+    release the GIL) scale without barriers. ``torch.set_num_threads`` in a worker sets that thread's OpenMP team
+    size (and torch's default for new threads, which is restored afterwards).
     """
     try:
         with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
