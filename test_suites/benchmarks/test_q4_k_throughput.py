@@ -5,8 +5,9 @@ the eager torch path (CUDA's code, and the CPU fallback without numba; timed on 
 round of ours, and every side keeps its best round, so load from other processes hits all of them alike. Ours and
 the eager path use every core, as ``quantize`` does by default; the oracle is one Python thread.
 
-Measured on the shared 2-core box under load 5-8: 23-53 Mweights/s, 8x the eager path, ~10000x the oracle; per
-CPU-second ~40 Mweights, so ~80 Mweights/s on the idle box. The goal, 25 Mweights/s, is ~5000x an idle oracle.
+Measured on the shared 2-core box under load 3-8: 23-53 Mweights/s, 7-9x the eager path, ~10000x the oracle; per
+CPU-second 39-43 Mweights, so ~80 Mweights/s on the idle box. The goal, 25 Mweights/s, is ~5000x an idle oracle.
+The eager floor is looser than its measurements: it guards against losing the compiled path (which would give 1x).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from quantkit.codecs import q4_k
 from test_suites.oracles import q4_k_reference as oracle
 
 MIN_SPEEDUP_OVER_ORACLE = 5000
-MIN_SPEEDUP_OVER_EAGER = 5
+MIN_SPEEDUP_OVER_EAGER = 4
 ROUNDS = 2
 
 
