@@ -8,8 +8,10 @@ Bit-exactness comes from doing every float32 operation ggml does, in ggml's orde
 32 positions of a sub-block (one vector add per position, across all sub-blocks at once; a tree reduction rounds
 differently), the 21-candidate scale search updates the running min as it improves, products are never fused into
 multiply-adds, and ``nearest_int`` keeps its float bit trick (round half to even, wrapping outside +-4194303).
-Work is vectorised over sub-blocks in position-major ``[32, n]`` tensors, chunked to stay in cache; it runs on the
-input's device.
+On CPU the per-weight work runs in compiled kernels (:mod:`quantkit.codecs._q4_k_kernel`, numba), each SIMD lane a
+sub-block doing the scalar operation sequence. Elsewhere (CUDA), or without numba, eager torch does the same
+operations vectorised over sub-blocks in position-major ``[32, n]`` tensors. Both paths work in chunks, spread over
+CPU threads.
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from quantkit.codecs.base import Packed, check_block_rows, check_input
+
+try:
+    from quantkit.codecs import _q4_k_kernel as _kernel
+except ImportError:  # numba missing: the eager torch path does all the work
+    _kernel = None
 
 FORMAT = "q4_k"
 QK_K = 256  # weights per super-block
@@ -63,10 +71,10 @@ def quantize(w: torch.Tensor, *, name: str = "tensor") -> Packed:
 def _run_on_cpu_threads(work: Callable[[slice], None], chunks: list[slice], workers: int) -> None:
     """Spread chunks over ``workers`` threads whose torch ops run single-threaded, then restore the thread count.
 
-    The search issues thousands of small ops; as OpenMP parallel regions each would end in a barrier, which stalls
-    whenever the machine is busy. Independent chunks on plain threads (torch releases the GIL inside ops) scale
-    without barriers. ``torch.set_num_threads`` in a worker sets that thread's OpenMP team size (and torch's default
-    for new threads, which is restored afterwards).
+    The eager search issues thousands of small ops; as OpenMP parallel regions each would end in a barrier, which
+    stalls whenever the machine is busy. Independent chunks on plain threads (torch ops and the compiled kernels
+    release the GIL) scale without barriers. ``torch.set_num_threads`` in a worker sets that thread's OpenMP team
+    size (and torch's default for new threads, which is restored afterwards).
     """
     try:
         with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
@@ -198,7 +206,30 @@ def _make_qkx2_quants(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def _quantize_blocks(blocks: torch.Tensor) -> torch.Tensor:
-    """float32 ``[n, 256]`` -> uint8 ``[n, 144]`` (the body of ``quantize_row_q4_K_ref``)."""
+    """float32 ``[n, 256]`` -> uint8 ``[n, 144]`` (the body of ``quantize_row_q4_K_ref``), fused on CPU."""
+    if blocks.device.type == "cpu" and _kernel is not None:
+        return _quantize_blocks_fused(blocks)
+    return _quantize_blocks_eager(blocks)
+
+
+def _quantize_blocks_fused(blocks: torch.Tensor) -> torch.Tensor:
+    """The compiled kernels do the per-weight work; the per-super-block header is shared with the eager path."""
+    n = blocks.shape[0]
+    x = blocks.contiguous().numpy()
+    scales = np.empty(n * 8, np.float32)
+    mins = np.empty(n * 8, np.float32)
+    stale = np.empty((n * 8, SUB), np.uint8)
+    _kernel.search_sub_blocks(x.reshape(n * 8, SUB), scales, mins, stale)
+    header, step, offset = _super_block_header(
+        torch.from_numpy(scales).reshape(n, 8), torch.from_numpy(mins).reshape(n, 8)
+    )
+    qs = np.empty((n, QK_K // 2), np.uint8)
+    _kernel.requantize_and_pack(x, step.numpy(), offset.numpy(), stale.reshape(n, QK_K), qs)
+    return torch.cat([header, torch.from_numpy(qs)], dim=1)
+
+
+def _quantize_blocks_eager(blocks: torch.Tensor) -> torch.Tensor:
+    """Torch ops on ``[32, n * 8]`` position-major tensors: runs on any device."""
     n = blocks.shape[0]
     x = blocks.reshape(n * 8, SUB).t().contiguous()  # [32, n*8]: position-major sub-blocks
 
@@ -206,8 +237,20 @@ def _quantize_blocks(blocks: torch.Tensor) -> torch.Tensor:
     av_x = _sqrt(_sequential_sum(sq) / 32.0)
     w = x.abs().add_(av_x)
     scales, mins, stale = _make_qkx2_quants(x, w)
-    scales, mins = scales.reshape(n, 8), mins.reshape(n, 8)
+    header, step, offset = _super_block_header(scales.reshape(n, 8), mins.reshape(n, 8))
 
+    # Re-quantize against the rounded parameters, as the decoder will see them.
+    fresh = nearest_int((x + offset.reshape(1, n * 8)) / step.reshape(1, n * 8)).clamp_(0, NMAX)
+    levels = torch.where(step.reshape(1, n * 8) == 0, stale, fresh)  # `if (!d) continue;` keeps the search's levels
+
+    levels = levels.t().reshape(n, 4, 2, SUB).to(torch.uint8)
+    qs = levels[:, :, 0] | (levels[:, :, 1] << 4)
+    return torch.cat([header, qs.reshape(n, QK_K // 2)], dim=1)
+
+
+def _super_block_header(scales: torch.Tensor, mins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sub-block (scale, -min) ``[n, 8]`` -> (the 16 header bytes ``[n, 16]``, step ``d * scale_j`` and offset
+    ``dmin * min_j`` as the decoder will see them, each float32 ``[n, 8]``)."""
     max_scale = torch.where(scales > 0, scales, 0.0).amax(1, keepdim=True)  # C: `if (scale > max_scale)`; NaN skipped
     max_min = torch.where(mins > 0, mins, 0.0).amax(1, keepdim=True)
     inv_scale = torch.where(max_scale > 0, _over(63.0, max_scale), 0.0)
@@ -216,15 +259,7 @@ def _quantize_blocks(blocks: torch.Tensor) -> torch.Tensor:
     lm = (nearest_int(inv_min * mins) & 0xFF).clamp_(max=63).to(torch.uint8)
     d = (max_scale / 63.0).to(torch.float16)
     dmin = (max_min / 63.0).to(torch.float16)
-
-    # Re-quantize against the rounded parameters, as the decoder will see them.
-    step = (d.to(torch.float32) * ls.to(torch.float32)).reshape(1, n * 8)
-    offset = (dmin.to(torch.float32) * lm.to(torch.float32)).reshape(1, n * 8)
-    fresh = nearest_int((x + offset) / step).clamp_(0, NMAX)
-    levels = torch.where(step == 0, stale, fresh)  # `if (!d) continue;` keeps make_qkx2_quants' levels
-
-    levels = levels.t().reshape(n, 4, 2, SUB).to(torch.uint8)
-    qs = levels[:, :, 0] | (levels[:, :, 1] << 4)
-    return torch.cat(
-        [d.view(torch.uint8), dmin.view(torch.uint8), pack_scales(ls, lm), qs.reshape(n, QK_K // 2)], dim=1
-    )
+    step = d.to(torch.float32) * ls.to(torch.float32)
+    offset = dmin.to(torch.float32) * lm.to(torch.float32)
+    header = torch.cat([d.view(torch.uint8), dmin.view(torch.uint8), pack_scales(ls, lm)], dim=1)
+    return header, step, offset

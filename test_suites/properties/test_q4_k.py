@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from quantkit.codecs import Packed, dequantize, q4_k, quantize
+from quantkit.codecs import _q4_k_kernel as kernel
 from quantkit.errors import FormatError
 from test_suites.oracles import q4_k_reference as oracle
 
@@ -94,13 +95,53 @@ def test_gaussian_rows_encode_to_the_reference_bytes(gaussian, gaussian_packed):
     assert np.array_equal(gaussian_packed.data[:1, : 8 * 144].numpy(), oracle.quantize(rows))
 
 
-def test_nearest_int_keeps_ggml_wraparound_outside_its_range():
-    values = np.array(
-        [0.5, 1.5, -2.5, 4194303.0, 4194304.5, 5e6, -7e6, 1e30, -1e30, np.inf, -np.inf, np.nan], np.float32
-    )
+_NEAREST_INT_CASES = np.array(
+    [0.5, 1.5, -2.5, 4194303.0, 4194304.5, 5e6, -7e6, 1e30, -1e30, np.inf, -np.inf, np.nan], np.float32
+)
+
+
+def _expected_nearest_int() -> list[int]:
     with np.errstate(all="ignore"):
-        expected = [oracle.nearest_int(v) for v in values]
-    assert q4_k.nearest_int(torch.from_numpy(values)).tolist() == expected
+        return [oracle.nearest_int(v) for v in _NEAREST_INT_CASES]
+
+
+def test_nearest_int_keeps_ggml_wraparound_outside_its_range():
+    assert q4_k.nearest_int(torch.from_numpy(_NEAREST_INT_CASES)).tolist() == _expected_nearest_int()
+
+
+def test_the_kernel_nearest_int_keeps_ggml_wraparound_outside_its_range():
+    assert [int(kernel.nearest_int(v)) for v in _NEAREST_INT_CASES] == _expected_nearest_int()
+
+
+def _varied_blocks(count: int, seed: int) -> np.ndarray:
+    """``count`` super-blocks of every kind and magnitude, the adversarial ones first."""
+    rng = np.random.default_rng(seed)
+    made = [_block(_KINDS[i % len(_KINDS)], seed + i, int(rng.integers(-44, 38))) for i in range(count)]
+    return np.concatenate([np.stack(list(ADVERSARIAL.values())), np.stack(made)])
+
+
+def test_the_compiled_cpu_path_gives_the_eager_torch_bytes():
+    """300 blocks of every kind and magnitude: 2432 sub-blocks, so the kernel's last tile of 64 is partial."""
+    blocks = torch.from_numpy(_varied_blocks(295, seed=7))
+    assert torch.equal(q4_k._quantize_blocks_fused(blocks), q4_k._quantize_blocks_eager(blocks))
+
+
+@settings(max_examples=10)
+@given(hnp.arrays(np.float32, (3, 256), elements=st.floats(width=32, allow_nan=False, allow_infinity=False)))
+def test_the_compiled_cpu_path_gives_the_eager_torch_bytes_on_any_floats(blocks):
+    blocks = torch.from_numpy(blocks)
+    assert torch.equal(q4_k._quantize_blocks_fused(blocks), q4_k._quantize_blocks_eager(blocks))
+
+
+def test_without_numba_the_eager_path_encodes_the_same_bytes(gaussian, gaussian_packed, monkeypatch):
+    monkeypatch.setattr(q4_k, "_kernel", None)
+    assert torch.equal(quantize(gaussian[:2], "q4_k").data, gaussian_packed.data[:2])
+
+
+def test_a_gaussian_matrix_encodes_to_the_eager_torch_bytes():
+    w = torch.randn(1024, 4096, generator=torch.Generator().manual_seed(3)) * 0.02
+    blocks = w.reshape(-1, 256)
+    assert torch.equal(q4_k._quantize_blocks_fused(blocks), q4_k._quantize_blocks_eager(blocks))
 
 
 def test_layout_is_gguf_q4_k(gaussian, gaussian_packed):
