@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,6 +236,18 @@ def _properties(verdict: Any) -> Iterator[tuple[str, Any]]:
 def quantkit_gate(request: pytest.FixtureRequest, gate_case: GateCase, gate_verdicts: dict) -> Any:
     """Call it to assert the parametrised gate: ``quantkit_gate()``."""
     return lambda: check_gate(gate_case, gate_verdicts[gate_case.index], request.node)
+
+
+@pytest.fixture(scope="session")
+def quantkit_golden(pytestconfig: pytest.Config) -> Any:
+    """The golden set of this run's model profile and prompt selection (``--golden-dir`` overrides the root)."""
+    from quantkit.cli.golden import golden_set_name
+    from quantkit.store import golden
+
+    config = study_config(pytestconfig)
+    profile = "tiny" if config.model == "tiny" else Path(config.model).name
+    root = pytestconfig.getoption("--golden-dir") or golden.GOLDEN_ROOT
+    return golden.GoldenSet(profile, golden_set_name(config.prompts, config.prompt_limit), Path(root))
 
 
 # -- reporting --------------------------------------------------------------------------------------------------

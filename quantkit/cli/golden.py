@@ -11,13 +11,14 @@ from typing import Any
 
 from quantkit import __version__
 from quantkit.errors import CaptionError, StoreError
-from quantkit.pipelines.cached import generate_cached, pipeline_weights_hash, quantizer_version
+from quantkit.pipelines.cached import generate_cached, pipeline_weights_hash, quantizer_version, recipe_id
 from quantkit.pipelines.ideogram4 import (
     OFFLOAD_MODES,
     PRESETS,
     TINY_MODEL_DIR,
     TINY_RESOLUTION,
     SamplerSettings,
+    apply_variant,
     load_pipeline,
     model_dir,
     runtime_fingerprint,
@@ -27,6 +28,7 @@ from quantkit.store import golden
 from quantkit.store.cache import ImageCache
 
 REAL_RESOLUTION = (1024, 1024)
+REFERENCE = "fp8"  # golden images are the reference variant's: what every fidelity metric compares against
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("update", "regenerate and replace a golden set, printing what changed"),
     ):
         sub = verbs.add_parser(verb, help=help_text)
-        sub.add_argument("--prompts", type=Path, required=True, help="prompt set, JSON lines (id, caption, ...)")
-        sub.add_argument("--prompt-set", help="name of the prompt set (default: the file's stem)")
+        sub.add_argument("--prompts", required=True, help="benchmark name (e.g. benchmark-v1) or JSON lines file")
+        sub.add_argument("--prompt-limit", type=int, help="with a benchmark name: its stratified subset of this size")
+        sub.add_argument("--prompt-set", help="name of the prompt set (default: golden_set_name of the prompts)")
         sub.add_argument("--scores", type=Path, help="JSON {prompt id: {metric: value}} computed by the metrics")
         sub.add_argument("--preset", choices=sorted(PRESETS), help="sampler preset (tiny: SMOKE, else V4_QUALITY_48)")
         sub.add_argument("--resolution", type=_resolution, help="HxW (tiny: 128x128, else 1024x1024)")
@@ -54,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also regenerate every image with the recorded settings and compare it to its reference",
     )
-    sub.add_argument("--prompts", type=Path, help="with --regenerate: the prompt set file (JSON lines)")
+    sub.add_argument("--prompts", help="with --regenerate: the benchmark name or JSON lines file it was recorded from")
+    sub.add_argument("--prompt-limit", type=int, help="with --regenerate and a benchmark name: the subset size")
     sub.add_argument("--tolerance", type=int, default=0, help="with --regenerate: allowed pixel difference (0-255)")
     _add_model_options(sub)
     sub.set_defaults(run=run)
@@ -86,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     profile = args.profile or ("tiny" if is_tiny else folder.name)
     if args.verb == "verify":
         return _verify(args, golden.GoldenSet(profile, args.prompt_set, args.root))
-    prompts = read_prompts(args.prompts)
-    target = golden.GoldenSet(profile, args.prompt_set or args.prompts.stem, args.root)
+    prompts = read_prompts(args.prompts, args.prompt_limit)
+    target = golden.GoldenSet(profile, args.prompt_set or golden_set_name(args.prompts, args.prompt_limit), args.root)
     settings = PRESETS[args.preset or ("SMOKE" if is_tiny else "V4_QUALITY_48")]
     if args.max_text_tokens:
         settings = dataclasses.replace(settings, max_sequence_length=args.max_text_tokens)
@@ -112,7 +116,8 @@ def _verify(args: argparse.Namespace, target: golden.GoldenSet) -> int:
         raise StoreError("--regenerate needs --prompts, the prompt set the golden set was recorded from")
     recorded = manifest["settings"]
     settings = SamplerSettings.from_dict(recorded["sampler"])
-    images, made = _generate(args, read_prompts(args.prompts), settings, tuple(recorded["resolution"]))
+    prompts = read_prompts(args.prompts, args.prompt_limit)
+    images, made = _generate(args, prompts, settings, tuple(recorded["resolution"]))
     if made["weights_hash"] != manifest["weights_hash"]:
         raise StoreError(
             f"{target} was recorded from weights {manifest['weights_hash'][:12]}, --model has "
@@ -129,15 +134,19 @@ def _verify(args: argparse.Namespace, target: golden.GoldenSet) -> int:
 def _generate(
     args: argparse.Namespace, prompts: list[Prompt], settings: SamplerSettings, resolution: tuple[int, int]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The unquantized images of ``prompts`` (through the cache) and what the manifest records about them."""
+    """The FP8 reference's images of ``prompts`` (through the cache) and what the manifest records about them."""
+    from quantkit.study import recipe_for
+
     cache = ImageCache(args.cache)
     pipe = load_pipeline(args.model, device=args.device, offload=args.offload)
-    generated = generate_cached(pipe, prompts, settings, resolution=resolution, cache=cache)
+    recipe = recipe_for(REFERENCE)
+    apply_variant(pipe, recipe)
+    generated = generate_cached(pipe, prompts, settings, recipe=recipe, resolution=resolution, cache=cache)
     record = {
         "settings": {
             "sampler": settings.to_dict(),
             "resolution": list(resolution),
-            "recipe": "none",
+            "recipe": recipe_id(recipe),
             "runtime": json.loads(runtime_fingerprint(pipe)),
         },
         "weights_hash": pipeline_weights_hash(pipe, cache),
@@ -146,9 +155,20 @@ def _generate(
     return {g.prompt_id: g.image for g in generated}, record
 
 
-def read_prompts(path: Path) -> list[Prompt]:
-    """A prompt set as JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required;
-    ``category``, ``raw``, ``texts`` and ``seed`` are optional."""
+def golden_set_name(prompts: str, limit: int | None) -> str:
+    """The golden set of a prompt selection: the benchmark or file name, and the subset size if any."""
+    return Path(prompts).stem + (f"-limit{limit}" if limit else "")
+
+
+def read_prompts(source: str | Path, limit: int | None = None) -> list[Prompt]:
+    """A benchmark by name (with its stratified ``limit`` subset), or a prompt set file as JSON lines: ``id`` and
+    ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``, ``texts``, ``seed``
+    are optional."""
+    path = Path(source)
+    if not path.suffix:
+        from quantkit.prompts.benchmark import load_benchmark
+
+        return load_benchmark(str(source), limit=limit)
     prompts = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -1,0 +1,32 @@
+"""The FP8 reference that every variant is compared with still draws its golden images, pixel for pixel.
+
+If the reference drifts (a diffusers upgrade, a change in the FP8 path, a new sampler default), every fidelity number
+silently changes meaning; this test catches it. ``--update-golden`` rewrites the set from this run and prints what
+changed, an explicit step that shows up in review.
+"""
+
+import pytest
+
+from quantkit.cli import main
+from quantkit.store import golden
+
+
+def test_reference_reproduces_its_golden_images(pytestconfig, quantkit_study, quantkit_golden, capsys):
+    config = quantkit_study.config
+    if pytestconfig.getoption("--update-golden"):
+        argv = ["golden", "update", "--prompts", config.prompts, "--model", config.model, "--device", config.device]
+        argv += ["--root", str(quantkit_golden.root), "--profile", quantkit_golden.profile]
+        argv += ["--prompt-limit", str(config.prompt_limit)] if config.prompt_limit else []
+        assert main(argv) == 0
+        print(capsys.readouterr().out)
+    if not (quantkit_golden.dir / golden.MANIFEST).exists():
+        pytest.fail(f"no {quantkit_golden}: record it with pytest --update-golden", pytrace=False)
+    manifest = golden.verify(quantkit_golden)
+    recorded = manifest["settings"]["runtime"]["device"]
+    if recorded != config.device.split(":")[0]:
+        pytest.skip(f"{quantkit_golden} was recorded on {recorded}; this run is on {config.device}")
+    images = {pid: g.image for pid, g in quantkit_study.images(config.reference).items()}
+    problems = golden.compare(quantkit_golden, images)
+    assert not problems, f"the {config.reference} reference no longer reproduces {quantkit_golden}:\n" + "\n".join(
+        problems
+    )
