@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from quantkit.errors import QuantkitError
+from quantkit.errors import CheckpointError, QuantkitError
 from quantkit.prompts.prompt import Prompt
 from quantkit.scores import ScoreTable
 
@@ -23,6 +25,8 @@ QUALITY_METRICS = ("hpsv2", "clip", "pickscore")
 TEXT_METRICS = ("ocr_exact", "ocr_ned")
 FIDELITY_METRICS = ("psnr", "ssim", "lpips")
 METRICS = QUALITY_METRICS + TEXT_METRICS + FIDELITY_METRICS
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,13 +176,34 @@ class Study:
         statistics never see an evaluated prompt.
         """
         from quantkit.calibrate.run import calibrate_pipeline
+        from quantkit.calibrate.stats import CalibrationStats
+        from quantkit.pipelines.cached import pipeline_weights_hash, quantizer_version
         from quantkit.prompts.benchmark import load_benchmark
 
         evaluated = {p.id for p in self.prompts}
         pool = [p for p in load_benchmark(self.config.prompts) if p.id not in evaluated]
         prompts = pool[: self.config.calibration_prompts]
         source = self._load_pipeline()
-        return calibrate_pipeline(source, prompts, self.sampler, resolution=self.config.resolution)
+        key = json.dumps(
+            [
+                pipeline_weights_hash(source, self.cache),
+                quantizer_version(),
+                self.sampler.to_dict(),
+                list(self.config.resolution),
+                [(p.caption, p.seed) for p in prompts],
+                self.config.device,
+            ],
+            sort_keys=True,
+        )
+        path = self.cache.root / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()}.safetensors"
+        if path.is_file():
+            try:
+                return CalibrationStats.load(path)
+            except CheckpointError as err:  # a damaged cache entry is recomputed, never used
+                log.warning("calibration cache: %s; recomputing", err)
+        stats = calibrate_pipeline(source, prompts, self.sampler, resolution=self.config.resolution)
+        stats.save(path)
+        return stats
 
     # -- images ---------------------------------------------------------------------------------------------------
     def images(self, name: str) -> dict[str, Any]:
