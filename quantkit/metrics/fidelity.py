@@ -41,10 +41,16 @@ class PSNR(Metric):
         values = []
         for image, reference in _same_shape_runs(images, references):
             image, reference = image.to(self.device).double(), reference.to(self.device).double()
-            mse = (image - reference).pow(2).mean(dim=(1, 2, 3))
+            mse = _per_image_mean((image - reference).pow(2))
             psnr = [self.cap_db if m == 0 else min(self.cap_db, -10.0 * math.log10(m)) for m in mse.tolist()]
             values.extend(psnr)
         return np.array(values)
+
+
+def _per_image_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean over all but the batch dim, one image at a time: a batched reduction may split its sums across threads
+    differently, and a score must not depend on which other images shared its batch."""
+    return torch.stack([v.mean() for v in values])
 
 
 class SSIM(Metric):
@@ -98,7 +104,7 @@ class SSIM(Metric):
         vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
         c1, c2 = (self.k1 * self.data_range) ** 2, (self.k2 * self.data_range) ** 2
         ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        return ssim_map.mean(dim=(1, 2, 3))
+        return _per_image_mean(ssim_map)
 
 
 def _filter_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -347,13 +347,13 @@ def _where(labels: Mapping[str, str | None]) -> str:
 
 
 def _number_format(ci: PairedCI) -> str:
-    """Two significant digits of the largest finite number shown and of the interval's width (so SSIM 0.9969
+    """Two significant digits of the largest finite number shown, one of the interval's width (so SSIM 0.9969
     [0.9967, ...] does not print as 1.00 [1.00, ...]), and at least two decimals."""
     finite = [abs(x) for x in (ci.mean_diff, ci.low, ci.high) if math.isfinite(x) and x != 0]
     scale = max(finite, default=1.0)
     bounds = [b for b in (ci.low, ci.high) if math.isfinite(b)]
     width = (max(bounds) - min(bounds)) if len(bounds) == 2 else abs(ci.mean_diff - bounds[0]) if bounds else 0.0
-    digits = [1 - math.floor(math.log10(x)) for x in (scale, width) if x > 0]
+    digits = [offset - math.floor(math.log10(x)) for offset, x in ((1, scale), (0, width)) if x > 0]
     decimals = min(8, max(2, *digits))
     return f".{decimals}f"
 
