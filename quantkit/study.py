@@ -283,14 +283,15 @@ class Study:
         return values
 
     def facts(self, name: str) -> Any:
-        """Size and latency of variant ``name``: bytes of both transformers' linear layers as the variant stores
-        them (packed weights, scales, kept layers), and mean seconds per generated image."""
+        """Size and latency of variant ``name``: bytes of both transformers' linear layers as the variant ships them
+        (packed weights and scales, kept layers in bf16 as the checkpoints store them, whatever dtype this run
+        computes in), and mean seconds per generated image."""
         from quantkit.report.summary import VariantFacts
 
         report = self.variant(name).report
         seconds = [g.seconds for g in self.images(name).values()]
         return VariantFacts(
-            disk_bytes=sum(row.bytes for row in report.rows) if report is not None else None,
+            disk_bytes=sum(r.bytes if r.action == "quantized" else r.bf16_bytes for r in report.rows),
             seconds_per_image=sum(seconds) / len(seconds) if seconds else None,
         )
 

@@ -77,7 +77,7 @@ def test_latency_per_variant(benchmark, variant, reference, quantkit_study):
         fp8_seconds_per_image=ref_seconds,
         ratio_to_fp8=seconds / ref_seconds,
         peak_memory_bytes=max(mine["peak"], default=None),
-        stored_bytes=sum(row.bytes for row in variant.report.rows),
+        stored_bytes=study.facts(variant.name).disk_bytes,
         resolution=list(resolution),
         sampler=settings.name,
     )
