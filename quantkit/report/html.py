@@ -111,11 +111,14 @@ def pareto_png(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, Vari
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for name, size, value in points:
+    for index, (name, size, value) in enumerate(sorted(points, key=lambda p: p[1])):
         ax.scatter(size / 1e6, value)
-        ax.annotate(name, (size / 1e6, value), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("on-disk size of the quantized transformers (MB)")
-    ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (mean)")
+        # neighbours in size alternate above and below their point so close variants stay readable
+        offset = (4, 5) if index % 2 == 0 else (4, -11)
+        ax.annotate(name, (size / 1e6, value), textcoords="offset points", xytext=offset, fontsize=8)
+    ax.set_xlabel("size of the transformers' linear layers (MB)")
+    versus = " vs the reference" if metric in ("lpips", "ssim", "psnr") else ""
+    ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}{versus} (mean)")
     ax.set_title("quality versus size")
     ax.grid(alpha=0.3)
     fig.tight_layout()
