@@ -17,23 +17,31 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; move it into place only if the block succeeds."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
+def replacing(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary sibling path to write (for libraries that write by path); on success it is synced and
+    moved over ``path``; on failure it is removed and ``path`` is untouched."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
-            yield handle
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; move it into place only if the block succeeds."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
+    with replacing(path) as tmp, open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+        yield handle
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

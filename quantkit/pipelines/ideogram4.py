@@ -203,7 +203,6 @@ def generate(
     Each prompt is its own pipeline call (see the module docstring), so the result for a prompt never depends on
     which other prompts are in ``prompts``. ``progress`` is called after each image.
     """
-    height, width = resolution
     device = execution_device(pipe)
     images = []
     for prompt in prompts:
@@ -212,18 +211,7 @@ def generate(
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        decoded = pipe(
-            prompt.caption,
-            height=height,
-            width=width,
-            num_inference_steps=settings.steps,
-            guidance_schedule=list(settings.guidance_schedule),
-            mu=settings.mu,
-            std=settings.std,
-            max_sequence_length=settings.max_sequence_length,
-            generator=torch.Generator("cpu").manual_seed(prompt.seed),
-            output_type="np",
-        ).images
+        decoded = pipe(**sampler_kwargs(prompt, settings, resolution), output_type="np").images
         if not np.isfinite(decoded).all():
             raise QuantkitError(
                 f"prompt {prompt.id!r}: the pipeline produced NaN/Inf pixels; the variant or weights are broken "
@@ -239,6 +227,21 @@ def generate(
         if progress is not None:
             progress(generated)
     return images
+
+
+def sampler_kwargs(prompt: Prompt, settings: SamplerSettings, resolution: tuple[int, int]) -> dict[str, Any]:
+    """The ``Ideogram4Pipeline.__call__`` arguments that make a prompt's image: caption, size, sampler, own seed."""
+    return {
+        "prompt": prompt.caption,
+        "height": resolution[0],
+        "width": resolution[1],
+        "num_inference_steps": settings.steps,
+        "guidance_schedule": list(settings.guidance_schedule),
+        "mu": settings.mu,
+        "std": settings.std,
+        "max_sequence_length": settings.max_sequence_length,
+        "generator": torch.Generator("cpu").manual_seed(prompt.seed),
+    }
 
 
 def check_caption_fits(pipe: Ideogram4Pipeline, prompt: Prompt, settings: SamplerSettings) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from quantkit.pipelines.ideogram4 import sampler_kwargs
+
 ROUNDS = 2
 # The slowest a variant may be against the FP8 reference in the same run: on-the-fly dequantization (GGUF, NF4)
 # and integer kernels cost something, a 4x slowdown is a regression on any device.
@@ -41,19 +43,7 @@ def _run(pipe: Any, prompt: Any, settings: Any, resolution: tuple[int, int], rec
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
-    pipe(
-        prompt.caption,
-        height=resolution[0],
-        width=resolution[1],
-        num_inference_steps=settings.steps,
-        guidance_schedule=list(settings.guidance_schedule),
-        mu=settings.mu,
-        std=settings.std,
-        max_sequence_length=settings.max_sequence_length,
-        generator=torch.Generator("cpu").manual_seed(prompt.seed),
-        output_type="pil",
-        callback_on_step_end=on_step,
-    )
+    pipe(**sampler_kwargs(prompt, settings, resolution), output_type="pil", callback_on_step_end=on_step)
     _sync(device)
     record["image"].append(time.perf_counter() - start)
     record["step"] += [b - a for a, b in itertools.pairwise(marks)]
