@@ -25,6 +25,8 @@ GATE_FAMILIES = {
     "ocr": ("ocr_exact", "ocr_ned"),
     "fidelity": ("psnr", "ssim", "lpips"),
 }
+CONFIG_KEY = pytest.StashKey["Any"]()
+PROFILE_KEY = pytest.StashKey["Any"]()
 STUDY_KEY = pytest.StashKey["Any"]()
 TABLE_KEY = pytest.StashKey["Any"]()
 VERDICTS_KEY = pytest.StashKey["Any"]()
@@ -74,6 +76,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # -- configuration ----------------------------------------------------------------------------------------------
 def study_config(config: pytest.Config) -> Any:
+    """The session's StudyConfig from the options, built once."""
+    if CONFIG_KEY not in config.stash:
+        config.stash[CONFIG_KEY] = _study_config(config)
+    return config.stash[CONFIG_KEY]
+
+
+def _study_config(config: pytest.Config) -> Any:
     import argparse
 
     from quantkit.cli.options import add_run_options, config_from_args
@@ -94,12 +103,15 @@ def study_config(config: pytest.Config) -> Any:
 
 
 def gate_profile(config: pytest.Config) -> Any:
+    """The session's gate profile (loaded and validated once)."""
     from quantkit.profiles import load_profile
 
-    name = config.getoption("--gates")
-    if name is None:
-        name = "tiny" if study_config(config).model == "tiny" else "ideogram4"
-    return load_profile(name)
+    if PROFILE_KEY not in config.stash:
+        name = config.getoption("--gates")
+        if name is None:
+            name = "tiny" if study_config(config).model == "tiny" else "ideogram4"
+        config.stash[PROFILE_KEY] = load_profile(name)
+    return config.stash[PROFILE_KEY]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -226,7 +226,8 @@ class Study:
         return self._images[name]
 
     # -- scores ---------------------------------------------------------------------------------------------------
-    def measurable(self) -> dict[str, str]:
+    @functools.cached_property
+    def not_measurable(self) -> dict[str, str]:
         """metric -> reason it cannot be measured here (absent weights); metrics missing from the dict can run."""
         from quantkit.metrics import availability
 
@@ -245,7 +246,7 @@ class Study:
         with the reference variant's image of the same prompt and seed; the reference itself has none)."""
         from quantkit.metrics import load
 
-        missing = self.measurable()
+        missing = self.not_measurable
         self.table.not_measured.update(missing)
         images = self.images(name)
         result: dict[str, dict[str, float]] = {}
@@ -299,10 +300,6 @@ class Study:
         for name in self.config.variants:
             self.scores(name)
         return self.table
-
-    def verdicts(self, profile: Any, *, n_resamples: int = 10_000, seed: int = 0) -> list[Any]:
-        """The gate profile's verdicts on this study's scores (Holm-adjusted unless the profile says otherwise)."""
-        return profile.evaluate(self.score_all(), n_resamples=n_resamples, seed=seed)
 
 
 def _score_id(metric: Any, reference_digest: str) -> str:

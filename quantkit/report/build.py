@@ -21,16 +21,11 @@ class BuiltReport:
 
 
 def gate_lines(profile: Any, table: ScoreTable, n_resamples: int) -> list[tuple[str, str]]:
-    """Every gate of ``profile`` as (status, message); underpowered passes say so."""
+    """Every gate of ``profile`` as (status, message); an underpowered pass says so in its message."""
     if profile is None:
         return []
     verdicts, skipped = profile.evaluate(table, n_resamples=n_resamples)
-    lines = []
-    for verdict in verdicts:
-        message = verdict.message + (
-            " (underpowered)" if verdict.underpowered and "underpowered" not in verdict.message else ""
-        )
-        lines.append(("passed" if verdict.passed else "failed", message))
+    lines = [("passed" if v.passed else "failed", v.message) for v in verdicts]
     return lines + [("skipped", s.message) for s in skipped]
 
 
