@@ -1,24 +1,36 @@
 # The two commands of the README: `make study` (the main job on the embedded tiny default) and `make test`.
+# Both first install quantkit into .venv from requirements.lock, and again whenever the lock or pyproject.toml
+# changes, so every machine runs the same dependency releases whatever the registries publish later.
 PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+LOCK_FLAGS := --extra dev --constraint ci/lock-constraints.txt --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --generate-hashes --no-header
 
-.PHONY: install study test lint
+.PHONY: install study test lint lock
 
-# Installs quantkit (editable) with its test tools once, and again whenever pyproject.toml changes.
-.install-stamp: pyproject.toml
-	$(PYTHON) -m pip install --quiet -e ".[dev]"
-	touch .install-stamp
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
 
-install: .install-stamp
+install: $(VENV)/.installed
 
 study: install
-	$(PYTHON) -m quantkit study
+	$(PY) -m quantkit study
 
 lint: install
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: lint
-	$(PYTHON) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Re-resolve requirements.lock from pyproject.toml: the newest releases within its ranges, except what
+# ci/lock-constraints.txt holds back (the releases the committed golden files were made with).
+lock: install
+	$(PY) -m uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade --output-file requirements.lock

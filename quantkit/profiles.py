@@ -3,8 +3,10 @@
 A profile file has a ``[profile]`` table (``version``, ``description``, ``confidence``, ``adjustment``,
 ``power_tolerance``) and one ``[[gate]]`` table per gate, in the field names of
 :func:`quantkit.stats.gate_from_dict` (``metric``, ``variant``, ``reference``, ``kind``, ``margin``, ``limit``,
-``category``, ``direction``). A gate whose metric was not measured in the run, or whose variants were not run, is
-not evaluated; it is listed as skipped with the reason, so a reader sees what the verdicts do not cover.
+``category``, ``direction``). An optional ``[golden]`` table (``max_pixel_difference``, ``min_psnr``) declares how
+far the golden reference images may move in an environment other than the one that recorded them. A gate whose
+metric was not measured in the run, or whose variants were not run, is not evaluated; it is listed as skipped with
+the reason, so a reader sees what the verdicts do not cover.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 from quantkit.errors import QuantkitError
 from quantkit.scores import ScoreTable
+from quantkit.store.golden import GoldenTolerance
 
 GATES_DIR = Path(__file__).resolve().parents[1] / "golden" / "gates"
 PROFILE_FIELDS = {"version", "description", "confidence", "adjustment", "power_tolerance"}
+GOLDEN_FIELDS = {field.name for field in dataclasses.fields(GoldenTolerance)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +47,7 @@ class GateProfile:
     confidence: float = 0.95
     adjustment: str = "holm"
     power_tolerance: float | Mapping[str, float] | None = None
+    golden_tolerance: GoldenTolerance = dataclasses.field(default_factory=GoldenTolerance)
 
     def split(self, table: ScoreTable) -> tuple[list[Mapping[str, Any]], list[SkippedGate]]:
         """The gates ``table`` can decide, and the others with the reason they cannot be."""
@@ -94,6 +99,9 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
     unknown = set(header) - PROFILE_FIELDS
     if unknown:
         raise QuantkitError(f"gate profile {path}: unknown [profile] field(s) {', '.join(sorted(unknown))}")
+    golden_table = data.get("golden", {})
+    if unknown := set(golden_table) - GOLDEN_FIELDS:
+        raise QuantkitError(f"gate profile {path}: unknown [golden] field(s) {', '.join(sorted(unknown))}")
     gates = tuple(data.get("gate", []))
     if not gates:
         raise QuantkitError(f"gate profile {path} declares no [[gate]]")
@@ -112,4 +120,5 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
         confidence=float(header.get("confidence", 0.95)),
         adjustment=str(header.get("adjustment", "holm")),
         power_tolerance=header.get("power_tolerance"),
+        golden_tolerance=GoldenTolerance(**golden_table),
     )

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from quantkit.errors import QuantkitError
+from quantkit.quiet import silence_third_party_noise
 
 SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden")
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    silence_third_party_noise()
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -59,7 +59,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("--prompts", help="with --regenerate: the benchmark name or JSON lines file it was recorded from")
     sub.add_argument("--prompt-limit", type=int, help="with --regenerate and a benchmark name: the subset size")
-    sub.add_argument("--tolerance", type=int, default=0, help="with --regenerate: allowed pixel difference (0-255)")
+    sub.add_argument(
+        "--tolerance",
+        type=int,
+        default=golden.GoldenTolerance().max_pixel_difference,
+        help="with --regenerate, in an environment other than the recording one: allowed pixel difference (0-255); "
+        "in the recording environment the comparison is exact",
+    )
     _add_model_options(sub)
     sub.set_defaults(run=run)
 
@@ -123,11 +129,12 @@ def _verify(args: argparse.Namespace, target: golden.GoldenSet) -> int:
             f"{target} was recorded from weights {manifest['weights_hash'][:12]}, --model has "
             f"{made['weights_hash'][:12]}; regenerate with the recorded model"
         )
-    problems = golden.compare(target, images, tolerance=args.tolerance)
-    if problems:
-        print(f"{target}: regenerated images differ:\n  " + "\n  ".join(problems), file=sys.stderr)
+    tolerance = dataclasses.replace(golden.GoldenTolerance(), max_pixel_difference=args.tolerance)
+    check = golden.compare(target, images, tolerance=tolerance)
+    if not check.passed:
+        print(f"{target}: {check.summary()}:\n  " + "\n  ".join(check.problems), file=sys.stderr)
         return 1
-    print(f"{target}: {len(images)} regenerated images match their references")
+    print(f"{target}: {len(images)} regenerated images match their references ({check.summary()})")
     return 0
 
 

@@ -2,9 +2,11 @@
 
 A golden set lives in ``golden/references/<profile>/<prompt-set>/``: one lossless PNG per prompt (``<id>.png``),
 ``scores.json`` (prompt id -> metric -> value, computed by whoever records), and ``manifest.json`` with the sha256 of
-every file, the settings that made the images, the model weights hash and the code version. ``record`` refuses to
-overwrite, ``verify`` checks the files against the manifest (every missing, extra or changed file is one line of the
-error), ``update`` rewrites the set on purpose and reports what changed.
+every file, the settings that made the images, the model weights hash, the code version and the environment (library
+versions, CPU, lock; :mod:`quantkit.environment`). ``record`` refuses to overwrite, ``verify`` checks the files
+against the manifest (every missing, extra or changed file is one line of the error), ``update`` rewrites the set on
+purpose and reports what changed, ``compare`` checks regenerated images (exact in the recording environment, within
+the profile's :class:`GoldenTolerance` elsewhere).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from quantkit import atomic
+from quantkit import atomic, environment
 from quantkit.errors import StoreError
 from quantkit.store.cache import sha256_hex
 
@@ -129,22 +131,83 @@ def verify(golden: GoldenSet) -> dict[str, Any]:
     return manifest
 
 
-def compare(golden: GoldenSet, images: Mapping[str, Image.Image], *, tolerance: int = 0) -> list[str]:
-    """Problems between freshly generated ``images`` and the references (empty when they agree): prompts missing on
-    either side, different sizes, or a pixel differing by more than ``tolerance`` (0-255)."""
+@dataclasses.dataclass(frozen=True)
+class GoldenTolerance:
+    """How far a reference image may move when it is regenerated in another environment (other library releases,
+    another CPU): float kernels legitimately change the last bit there. In the recording environment the check is
+    exact. Declared per gate profile (``[golden]`` in ``golden/gates/<name>.toml``)."""
+
+    max_pixel_difference: int = 2
+    min_psnr: float = 50.0
+
+    def __post_init__(self) -> None:
+        difference = self.max_pixel_difference
+        if isinstance(difference, bool) or not isinstance(difference, int) or not 0 <= difference <= 255:
+            raise StoreError(f"golden tolerance max_pixel_difference must be an integer 0-255, got {difference!r}")
+        if isinstance(self.min_psnr, bool) or not isinstance(self.min_psnr, int | float) or self.min_psnr < 0:
+            raise StoreError(f"golden tolerance min_psnr must be a non-negative number of dB, got {self.min_psnr!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GoldenCheck:
+    """The outcome of comparing regenerated images with a golden set."""
+
+    problems: tuple[str, ...]
+    changes: tuple[str, ...]  # what differs from the recording environment; empty means an exact comparison
+    max_difference: int
+    min_psnr: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line: what changed, and how far the images moved (``torch 2.14.1 → 2.15.0; golden images within
+        tolerance: max diff 1, PSNR 58.1 dB``)."""
+        moved = f"max diff {self.max_difference}, PSNR {self.min_psnr:.1f} dB"
+        if not self.changes:
+            return f"same environment as the recording; golden images {'identical' if self.passed else 'differ'}"
+        verdict = "within tolerance" if self.passed else "beyond tolerance"
+        return f"{'; '.join(self.changes)}; golden images {verdict}: {moved}"
+
+
+def compare(
+    golden: GoldenSet,
+    images: Mapping[str, Image.Image],
+    *,
+    tolerance: GoldenTolerance = GoldenTolerance(),
+    current: Mapping[str, Any] | None = None,
+) -> GoldenCheck:
+    """Compare freshly generated ``images`` with the references: pixel-exact when ``current`` (this process's
+    :func:`quantkit.environment.fingerprint` by default) equals the recorded environment, within ``tolerance``
+    otherwise. Prompts missing on either side and different sizes are always problems."""
+    manifest = load_manifest(golden)
+    changes = tuple(environment.differences(manifest.get("environment"), current or environment.fingerprint()))
+    allowed, floor = (tolerance.max_pixel_difference, tolerance.min_psnr) if changes else (0, math.inf)
     references = load_images(golden)
     problems = [f"not generated: {pid}" for pid in sorted(references.keys() - images.keys())]
     problems += [f"no reference for: {pid}" for pid in sorted(images.keys() - references.keys())]
+    worst_difference, worst_psnr = 0, math.inf
     for pid in sorted(references.keys() & images.keys()):
         ref, new = np.asarray(references[pid].convert("RGB")), np.asarray(images[pid].convert("RGB"))
         if ref.shape != new.shape:
             problems.append(f"{pid}: size {new.shape[1]}x{new.shape[0]}, reference {ref.shape[1]}x{ref.shape[0]}")
             continue
-        worst = int(np.abs(ref.astype(np.int16) - new.astype(np.int16)).max())
-        if worst > tolerance:
-            mismatched = float((ref != new).any(axis=-1).mean())
-            problems.append(f"{pid}: max pixel difference {worst} > {tolerance} ({mismatched:.1%} of pixels differ)")
-    return problems
+        delta = np.abs(ref.astype(np.int16) - new.astype(np.int16))
+        difference, psnr = int(delta.max()), _psnr(delta)
+        worst_difference, worst_psnr = max(worst_difference, difference), min(worst_psnr, psnr)
+        if difference > allowed or psnr < floor:
+            mismatched = float((delta > 0).any(axis=-1).mean())
+            problems.append(
+                f"{pid}: max pixel difference {difference} (allowed {allowed}), PSNR {psnr:.1f} dB "
+                f"(floor {floor:.1f}); {mismatched:.1%} of pixels differ"
+            )
+    return GoldenCheck(tuple(problems), changes, worst_difference, worst_psnr)
+
+
+def _psnr(delta: np.ndarray) -> float:
+    mse = float(np.mean(delta.astype(np.float64) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def load_manifest(golden: GoldenSet) -> dict[str, Any]:
@@ -229,6 +292,7 @@ def _write(
         "settings": dict(settings),
         "weights_hash": weights_hash,
         "code_version": dict(code_version),
+        "environment": environment.fingerprint(),
         "files": files,
     }
     atomic.write_json(golden.dir / MANIFEST, manifest)

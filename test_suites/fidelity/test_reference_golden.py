@@ -1,13 +1,18 @@
-"""The FP8 reference that every variant is compared with still draws its golden images, pixel for pixel.
+"""The FP8 reference that every variant is compared with still draws its golden images.
 
 If the reference drifts (a diffusers upgrade, a change in the FP8 path, a new sampler default), every fidelity number
-silently changes meaning; this test catches it. ``--update-golden`` rewrites the set from this run and prints what
-changed, an explicit step that shows up in review.
+silently changes meaning; this test catches it. In the environment that recorded the set (same library versions,
+same CPU dispatch) the images must be pixel-identical; elsewhere they must stay within the gate profile's
+``[golden]`` tolerance, and the test says in one line what changed. ``--update-golden`` rewrites the set from this
+run and prints what changed, an explicit step that shows up in review.
 """
+
+import warnings
 
 import pytest
 
 from quantkit.cli import main
+from quantkit.pytest_plugin import gate_profile
 from quantkit.store import golden
 
 
@@ -26,7 +31,10 @@ def test_reference_reproduces_its_golden_images(pytestconfig, quantkit_study, qu
     if recorded != config.device.split(":")[0]:
         pytest.skip(f"{quantkit_golden} was recorded on {recorded}; this run is on {config.device}")
     images = {pid: g.image for pid, g in quantkit_study.images(config.reference).items()}
-    problems = golden.compare(quantkit_golden, images)
-    assert not problems, f"the {config.reference} reference no longer reproduces {quantkit_golden}:\n" + "\n".join(
-        problems
+    check = golden.compare(quantkit_golden, images, tolerance=gate_profile(pytestconfig).golden_tolerance)
+    assert check.passed, (
+        f"the {config.reference} reference no longer reproduces {quantkit_golden} ({check.summary()}):\n"
+        + "\n".join(check.problems)
     )
+    if check.changes:
+        warnings.warn(f"{quantkit_golden}: {check.summary()}", stacklevel=1)

@@ -98,14 +98,72 @@ def test_bad_input_is_refused_and_writes_nothing(tmp_path, images, scores, probl
     assert not target.dir.exists()
 
 
-def test_compare_reports_pixel_differences_beyond_the_tolerance(recorded):
-    shifted = np.asarray(noise_image(2)).astype(np.int16)
-    shifted[0, 0, 0] = (shifted[0, 0, 0] + 3) % 256
-    images = {"a": noise_image(1), "b": Image.fromarray(shifted.astype(np.uint8))}
-    assert golden.compare(recorded, images, tolerance=3) == []
-    (problem,) = golden.compare(recorded, images, tolerance=0)
-    assert problem.startswith("b: max pixel difference 3 > 0")
-    assert golden.compare(recorded, {"a": noise_image(1)}) == ["not generated: b"]
+def shifted_by(levels: int, seed: int = 2, pixels: int = 1) -> Image.Image:
+    """``noise_image(seed)`` with its first ``pixels`` red values moved by ``levels`` (down where up would clip)."""
+    data = np.asarray(noise_image(seed)).astype(np.int16)
+    red = data.reshape(-1, 3)[:pixels, 0]
+    data.reshape(-1, 3)[:pixels, 0] = np.where(red + levels > 255, red - levels, red + levels)
+    return Image.fromarray(data.astype(np.uint8))
+
+
+def elsewhere(manifest: dict, **packages: str) -> dict:
+    """The recording environment with some package versions changed: what a newer release would look like."""
+    changed = json.loads(json.dumps(manifest["environment"]))
+    changed["packages"].update(packages)
+    return changed
+
+
+def test_in_the_recording_environment_a_golden_check_is_exact(recorded):
+    assert golden.compare(recorded, {"a": noise_image(1), "b": noise_image(2)}).passed
+    check = golden.compare(recorded, {"a": noise_image(1), "b": shifted_by(1)})
+    assert not check.passed and check.changes == ()
+    (problem,) = check.problems
+    assert problem.startswith("b: max pixel difference 1 (allowed 0)")
+    assert golden.compare(recorded, {"a": noise_image(1)}).problems == ("not generated: b",)
+
+
+def test_the_manifest_records_versions_cpu_dispatch_and_the_lock(recorded):
+    recorded_env = golden.load_manifest(recorded)["environment"]
+    assert recorded_env["packages"]["torch"] and recorded_env["packages"]["diffusers"]
+    assert {"vendor", "model", "torch_dispatch", "flags"} <= recorded_env["cpu"].keys()
+    assert "lock_sha256" in recorded_env
+
+
+def test_elsewhere_a_golden_check_allows_the_declared_tolerance_and_says_what_changed(recorded):
+    current = elsewhere(golden.load_manifest(recorded), torch="9.9.9")
+    check = golden.compare(recorded, {"a": noise_image(1), "b": shifted_by(1)}, current=current)
+    assert check.passed and check.max_difference == 1
+    assert check.summary().startswith("torch ")
+    assert "→ 9.9.9; golden images within tolerance: max diff 1, PSNR " in check.summary()
+
+
+@pytest.mark.parametrize(
+    ("image", "tolerance", "problem"),
+    [
+        (shifted_by(3), golden.GoldenTolerance(max_pixel_difference=2, min_psnr=0), "max pixel difference 3"),
+        (shifted_by(1, pixels=256), golden.GoldenTolerance(max_pixel_difference=2, min_psnr=60), "PSNR 52.9 dB"),
+    ],
+)
+def test_elsewhere_a_real_drift_beyond_the_tolerance_still_fails(recorded, image, tolerance, problem):
+    current = elsewhere(golden.load_manifest(recorded), torch="9.9.9")
+    check = golden.compare(recorded, {"a": noise_image(1), "b": image}, tolerance=tolerance, current=current)
+    assert not check.passed and problem in check.problems[0]
+    assert "beyond tolerance" in check.summary()
+
+
+def test_a_set_recorded_before_fingerprints_is_compared_within_tolerance(recorded):
+    manifest_path = recorded.dir / golden.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["environment"]
+    manifest_path.write_text(json.dumps(manifest))
+    check = golden.compare(recorded, {"a": noise_image(1), "b": shifted_by(2)})
+    assert check.passed and check.changes == ("environment not recorded with the golden set",)
+
+
+@pytest.mark.parametrize("bad", [{"max_pixel_difference": -1}, {"max_pixel_difference": 2.5}, {"min_psnr": "50"}])
+def test_a_malformed_tolerance_is_refused(bad):
+    with pytest.raises(StoreError, match="golden tolerance"):
+        golden.GoldenTolerance(**bad)
 
 
 def test_golden_command_records_verifies_and_updates_the_tiny_profile_end_to_end(tmp_path, capsys):

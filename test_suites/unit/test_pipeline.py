@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKLFlux2, Ideogram4Pipeline, Ideogram4Transformer2DModel
+from safetensors.torch import load_file
 from transformers import Qwen3VLModel
 
-from quantkit import GGUF, NF4, FP8Reference, Int8W8A8
+from quantkit import GGUF, NF4, FP8Reference, Int8W8A8, environment
 from quantkit.errors import CaptionError, MissingWeightsError, QuantkitError
 from quantkit.pipelines import ideogram4
 from quantkit.pipelines.ideogram4 import PRESETS, SamplerSettings, apply_variant, generate, load_pipeline
@@ -96,13 +99,48 @@ def test_tiny_pipeline_is_made_of_the_real_classes(pipe):
     )
 
 
-def test_committed_tiny_model_is_exactly_what_the_script_makes_and_stays_small(tmp_path):
+def weight_differences(folder_a: Path, folder_b: Path) -> tuple[int, int, float]:
+    """(tensors compared, tensors that differ, largest absolute difference) between two saved pipelines."""
+    compared, differing, largest = 0, 0, 0.0
+    for file_a in sorted(folder_a.rglob("*.safetensors")):
+        a, b = load_file(file_a), load_file(folder_b / file_a.relative_to(folder_a))
+        for name in sorted(a.keys() | b.keys()):
+            compared += 1
+            if name not in a or name not in b or a[name].shape != b[name].shape:
+                differing, largest = differing + 1, math.inf
+            elif not torch.equal(a[name], b[name]):
+                differing += 1
+                largest = max(largest, float((a[name].float() - b[name].float()).abs().max()))
+    return compared, differing, largest
+
+
+def test_the_tiny_model_script_is_deterministic(tmp_path):
+    cache = ImageCache(tmp_path / "cache")
+    first, again = save_tiny_pipeline(tmp_path / "first"), save_tiny_pipeline(tmp_path / "again")
+    assert weights_hash(first, cache) == weights_hash(again, cache)
+
+
+def test_committed_tiny_model_is_what_the_script_makes_under_the_locked_versions(tmp_path):
+    """The committed weights are the source of truth. Under the locked versions the script reproduces them byte for
+    byte; under other releases (torch's or transformers' initialisers may change) the test reports how far the
+    rebuild is from them instead of failing: the committed file, not the script, is what every test runs."""
     committed = ideogram4.TINY_MODEL_DIR
-    size = sum(p.stat().st_size for p in committed.rglob("*") if p.is_file())
-    assert size < 10_000_000
+    assert sum(p.stat().st_size for p in committed.rglob("*") if p.is_file()) < 10_000_000
     rebuilt = save_tiny_pipeline(tmp_path / "tiny")
     cache = ImageCache(tmp_path / "cache")
-    assert weights_hash(rebuilt, cache) == weights_hash(committed, cache)
+    if weights_hash(rebuilt, cache) == weights_hash(committed, cache):
+        return
+    drift = environment.lock_drift(packages=("torch", "transformers", "diffusers", "safetensors", "tokenizers"))
+    compared, differing, largest = weight_differences(committed, rebuilt)
+    assert drift, (
+        f"under the locked versions the script no longer reproduces {committed}: {differing} of {compared} tensors "
+        f"differ (max |difference| {largest:.3g}); rebuild it deliberately with `python -m quantkit.pipelines.tiny`"
+    )
+    versions = ", ".join(f"{name} {installed} (locked {locked})" for name, locked, installed in drift)
+    pytest.skip(
+        f"{versions}: the rebuilt tiny model differs from the committed one in {differing} of {compared} tensors "
+        f"(max |difference| {largest:.3g}); the committed weights stay the source of truth"
+    )
 
 
 def test_same_seed_and_settings_give_bit_identical_images(pipe):
