@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -78,7 +80,8 @@ def check_input(w: torch.Tensor, fmt: str, name: str, *, min_dims: int = 1) -> N
             "without values). Load the real weights before quantizing; layer decisions need shapes only."
         )
     w = w.detach()
-    lowest, highest = torch.aminmax(w)  # one pass; NaN and Inf propagate (isfinite(w) is several times slower)
+    with one_torch_thread():  # one pass; NaN and Inf propagate (isfinite(w) is several times slower)
+        lowest, highest = torch.aminmax(w)
     if not bool(torch.isfinite(lowest) & torch.isfinite(highest)):
         finite = torch.isfinite(w)
         bad = (~finite).nonzero()[0].tolist()
@@ -115,6 +118,17 @@ def check_block_rows(w: torch.Tensor, fmt: str, name: str, block: int) -> None:
         )
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch ops in the block run single-threaded: see :func:`run_in_chunks` for why a codec wants that."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_in_chunks(work: Callable[[slice], None], total: int, step: int, device: torch.device) -> None:
     """Call ``work`` on consecutive slices of ``range(total)``, ``step`` long; off CPU, once on the whole range.
 
@@ -130,12 +144,21 @@ def run_in_chunks(work: Callable[[slice], None], total: int, step: int, device: 
         return
     chunks = [slice(start, min(start + step, total)) for start in range(0, total, step)]
     threads = torch.get_num_threads()
-    if threads == 1:
-        for chunk in chunks:
-            work(chunk)
+    if threads == 1 or len(chunks) == 1:
+        with one_torch_thread():
+            for chunk in chunks:
+                work(chunk)
         return
     try:
-        with ThreadPoolExecutor(min(threads, len(chunks)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            list(pool.map(work, chunks))
+        list(_workers(threads).map(work, chunks))
     finally:
         torch.set_num_threads(threads)
+
+
+@functools.cache
+def _workers(count: int) -> ThreadPoolExecutor:
+    """``count`` threads whose torch ops run single-threaded, kept for the process: starting threads (and
+    torch's per-thread state) on every call costs more than a small codec call itself."""
+    return ThreadPoolExecutor(
+        count, thread_name_prefix="quantkit-codec", initializer=torch.set_num_threads, initargs=(1,)
+    )
