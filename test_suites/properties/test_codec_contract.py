@@ -10,7 +10,7 @@ from torch import nn
 from quantkit.codecs import FORMATS, Packed, dequantize, quantize
 from quantkit.codecs.base import run_in_chunks
 from quantkit.errors import FormatError, MetaTensorError, WeightRangeError
-from quantkit.quantize import decide_layers
+from quantkit.quantize import decide_layers, quantize_
 from quantkit.recipes import GGUF, NF4, FP8Reference, Int8W8A8
 
 
@@ -78,6 +78,14 @@ def test_layer_decisions_need_shapes_only(recipe):
     linears = {name: (name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     decisions = decide_layers(linears, recipe, None)
     assert [d.name for d in decisions] == ["0", "1", "2"]
+
+
+def test_quantizing_a_meta_model_is_one_clear_error_before_any_layer_changes():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(512, 256), nn.Linear(256, 8))
+    with pytest.raises(MetaTensorError, match=r"^0: q4_k encodes weight values.*meta device"):
+        quantize_(model, GGUF(qtype="q4_k"))
+    assert all(type(m) is nn.Linear for m in model)
 
 
 @pytest.fixture
