@@ -16,6 +16,14 @@ class FormatError(QuantkitError, ValueError):
     """A tensor cannot be encoded in, or decoded from, a quantization format (shape, NaN/Inf, bad bytes)."""
 
 
+class WeightRangeError(FormatError):
+    """A finite weight lies beyond what a format's scales can hold (it would decode to Inf or NaN)."""
+
+
+class MetaTensorError(FormatError):
+    """A codec was handed a tensor without values (the ``meta`` device): it can only encode real weights."""
+
+
 class CheckpointError(QuantkitError, ValueError):
     """A checkpoint file is truncated, corrupted, or lacks / misshapes a tensor the model needs."""
 

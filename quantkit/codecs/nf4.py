@@ -16,7 +16,10 @@ Layout of :class:`Packed` (the tensors of bnb's ``QuantState``, so ``quantkit.io
 bitsandbytes' own serialisation): ``scale`` is the per-block absmax (fp32), or with double quantization the uint8
 codes of ``absmax - offset``; ``extra["blocksize"]`` is an int64 scalar; with double quantization
 ``extra["nested_absmax"]`` (fp32, one per 256 blocks) and ``extra["nested_offset"]`` (fp32 scalar) complete it.
-bnb's CUDA kernels are not reproduced: on a GPU this module computes the same CPU-reference result.
+bnb's CUDA kernels are not reproduced: on a GPU this module computes the same CPU-reference result. On CPU the
+blocks are encoded in chunks on single-threaded workers (:func:`~quantkit.codecs.base.run_in_chunks`); the mean
+for double quantization stays one whole-tensor op in the calling thread, as bnb computes it (a float reduction's
+rounding depends on how it is split).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import functools
 
 import torch
 
-from quantkit.codecs.base import Packed, check_input
+from quantkit.codecs.base import CPU_CHUNK_ELEMENTS, Packed, run_in_chunks, validated
 from quantkit.errors import FormatError
 
 FORMAT = "nf4"
@@ -83,23 +86,40 @@ def _dynamic_lut() -> torch.Tensor:
 
 
 def quantize(w: torch.Tensor, *, name: str = "tensor", blocksize: int = 64, double_quant: bool = False) -> Packed:
-    check_input(w, FORMAT, name)
+    w = validated(w, FORMAT, name)
     if blocksize not in BLOCKSIZES:
         raise FormatError(f"{name}: nf4 blocksize must be one of {BLOCKSIZES}, got {blocksize}")
-    flat = w.reshape(-1).float()
-    absmax, scaled = _absmax_and_scaled(flat, blocksize)
+    flat = w.reshape(-1)
+    n = flat.numel()
+    absmax = torch.empty(-(-n // blocksize), dtype=torch.float32, device=w.device)
+    packed = torch.empty((n + 1) // 2, dtype=torch.uint8, device=w.device)
     code = nf4_code(w.device)
-    codes = torch.bucketize(scaled, (code[:-1] + code[1:]) / 2, out_int32=True).to(torch.uint8)
-    if codes.numel() % 2:
-        codes = torch.cat([codes, codes.new_full((1,), 7)])  # bnb pads with a zero, which encodes as index 7
-    packed = ((codes[::2] << 4) | codes[1::2]).unsqueeze(1)
+    midpoints = (code[:-1] + code[1:]) / 2
+
+    def encode(part: slice) -> None:  # whole blocks, so an even number of codes except at the very end
+        block_absmax, scaled = _absmax_and_scaled(flat[part].float(), blocksize)
+        absmax[part.start // blocksize : part.start // blocksize + block_absmax.numel()] = block_absmax
+        codes = torch.bucketize(scaled, midpoints, out_int32=True).to(torch.uint8)
+        if codes.numel() % 2:
+            codes = torch.cat([codes, codes.new_full((1,), 7)])  # bnb pads with a zero, which encodes as index 7
+        packed[part.start // 2 : part.start // 2 + codes.numel() // 2] = (codes[::2] << 4) | codes[1::2]
+
+    run_in_chunks(encode, n, max(blocksize, CPU_CHUNK_ELEMENTS // blocksize * blocksize), w.device)
     extra = {"blocksize": torch.tensor(blocksize, dtype=torch.int64)}
     if not double_quant:
-        return Packed(FORMAT, tuple(w.shape), packed, absmax, extra)
+        return Packed(FORMAT, tuple(w.shape), packed.unsqueeze(1), absmax, extra)
     offset = absmax.mean()
-    qabsmax, nested_absmax = _quantize_dynamic(absmax - offset)
+    qabsmax = torch.empty(absmax.shape, dtype=torch.uint8, device=w.device)
+    nested_absmax = torch.empty(-(-absmax.numel() // NESTED_BLOCKSIZE), dtype=torch.float32, device=w.device)
+
+    def encode_absmax(part: slice) -> None:  # whole nested blocks of 256
+        first = part.start // NESTED_BLOCKSIZE
+        qabsmax[part], scales = _quantize_dynamic(absmax[part] - offset)
+        nested_absmax[first : first + scales.numel()] = scales
+
+    run_in_chunks(encode_absmax, absmax.numel(), NESTED_BLOCKSIZE * 256, w.device)
     extra |= {"nested_absmax": nested_absmax, "nested_offset": offset}
-    return Packed(FORMAT, tuple(w.shape), packed, qabsmax, extra)
+    return Packed(FORMAT, tuple(w.shape), packed.unsqueeze(1), qabsmax, extra)
 
 
 def _absmax_and_scaled(flat: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,18 +11,17 @@ multiply-adds, and ``nearest_int`` keeps its float bit trick (round half to even
 On CPU the per-weight work runs in compiled kernels (:mod:`quantkit.codecs._q4_k_kernel`, numba), each SIMD lane a
 sub-block doing the scalar operation sequence. Elsewhere (CUDA), or without numba, eager torch does the same
 operations vectorised over sub-blocks in position-major ``[32, n]`` tensors. Both paths work in chunks, spread over
-CPU threads.
+CPU threads (:func:`~quantkit.codecs.base.run_in_chunks`). A super-block whose ``d`` or ``dmin`` overflows fp16
+(a range of about 4e6 or more) would decode to Inf/NaN: that is an error, not a silent encoding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
-from quantkit.codecs.base import Packed, check_block_rows, check_input
+from quantkit.codecs.base import Packed, check_block_rows, run_in_chunks, validated, where
+from quantkit.errors import WeightRangeError
 
 try:
     from quantkit.codecs import _q4_k_kernel as _kernel
@@ -48,39 +47,34 @@ _CHUNK_SUB_BLOCKS = 8192  # sub-blocks per chunk of work: [32, 8192] float32 ten
 
 def quantize(w: torch.Tensor, *, name: str = "tensor") -> Packed:
     """Encode ``w`` (float, last dim a multiple of 256) as Q4_K bytes ``uint8[rows, last_dim / 256 * 144]``."""
-    check_input(w, FORMAT, name)
+    w = validated(w, FORMAT, name)
     check_block_rows(w, FORMAT, name, QK_K)
-    blocks = w.detach().reshape(-1, QK_K).to(torch.float32)
+    blocks = w.reshape(-1, QK_K).to(torch.float32)
     out = torch.empty(blocks.shape[0], BLOCK_BYTES, dtype=torch.uint8, device=blocks.device)
-    per_chunk = _CHUNK_SUB_BLOCKS // (QK_K // SUB)
-    chunks = [slice(start, start + per_chunk) for start in range(0, blocks.shape[0], per_chunk)]
 
     def encode(chunk: slice) -> None:
         out[chunk] = _quantize_blocks(blocks[chunk])
 
-    workers = torch.get_num_threads()
-    if blocks.device.type == "cpu" and workers > 1 and len(chunks) > 1:
-        _run_on_cpu_threads(encode, chunks, workers)
-    else:
-        for chunk in chunks:
-            encode(chunk)
+    run_in_chunks(encode, blocks.shape[0], _CHUNK_SUB_BLOCKS // (QK_K // SUB), blocks.device)
+    _check_scales(w, blocks, out, name)
     rows = w.shape[:-1].numel()
     return Packed(FORMAT, tuple(w.shape), out.reshape(rows, -1))
 
 
-def _run_on_cpu_threads(work: Callable[[slice], None], chunks: list[slice], workers: int) -> None:
-    """Spread chunks over ``workers`` threads whose torch ops run single-threaded, then restore the thread count.
-
-    The eager search issues thousands of small ops; as OpenMP parallel regions each would end in a barrier, which
-    stalls whenever the machine is busy. Independent chunks on plain threads (torch ops and the compiled kernels
-    release the GIL) scale without barriers. ``torch.set_num_threads`` in a worker sets that thread's OpenMP team
-    size (and torch's default for new threads, which is restored afterwards).
-    """
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            list(pool.map(work, chunks))
-    finally:
-        torch.set_num_threads(workers)
+def _check_scales(w: torch.Tensor, blocks: torch.Tensor, out: torch.Tensor, name: str) -> None:
+    """``d = max_scale / 63`` and ``dmin = max_min / 63`` are fp16: past 65504 they are Inf and the block decodes
+    to Inf/NaN, which no caller wants (ggml writes it silently)."""
+    header = out[:, :4].contiguous().view(torch.float16)
+    broken = (~torch.isfinite(header)).any(dim=1)
+    if bool(broken.any()):
+        block = int(broken.nonzero()[0])
+        low, high = torch.aminmax(blocks[block])
+        raise WeightRangeError(
+            f"{name}: q4_k stores each super-block's scales d and dmin as fp16, but the 256 weights at "
+            f"{where(w.shape, block * QK_K)} span [{float(low):.4g}, {float(high):.4g}], too large for them "
+            f"(a sub-block's step or offset past 63 x 65504 = 4.1e6 overflows); {int(broken.sum())} "
+            "super-block(s) affected. Keep this tensor in higher precision."
+        )
 
 
 def dequantize(p: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:

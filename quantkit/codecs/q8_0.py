@@ -5,22 +5,25 @@ Follows llama.cpp ``quantize_row_q8_0_ref`` and gguf-py's numpy port bit for bit
 (half away from zero), and only then ``d`` is rounded to fp16 for storage. Dequantization is ``qs * fp16(d)``.
 ``Packed.data`` is uint8 ``[rows, row_bytes]`` in GGUF byte order, ready for ``GGUFWriter``.
 
-On CPU the work runs over chunks of blocks with reused buffers (several times faster than whole-tensor passes).
+On CPU the work runs over chunks of blocks with buffers reused per thread (several times faster than
+whole-tensor passes), the chunks spread over plain threads whose torch ops are single-threaded (see
+:func:`~quantkit.codecs.base.run_in_chunks`). A block whose scale overflows fp16 is an error, not an Inf.
 """
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
-from quantkit.codecs.base import Packed, check_block_rows, check_input
-from quantkit.errors import FormatError
+from quantkit.codecs.base import Packed, check_block_rows, run_in_chunks, validated, where
+from quantkit.errors import WeightRangeError
 
 FORMAT = "q8_0"
 GGML_TYPE = 8
 BLOCK = 32
 BLOCK_BYTES = 34
 CPU_CHUNK_BLOCKS = 16384  # 2 MiB of fp32 per pass: large enough that per-op overhead stays small
-FP16_MAX = 65504.0
 
 # roundf(y) == copysign(trunc(|y| + JUST_BELOW_HALF), y) for every fp32 |y| < 128 (checked exhaustively); adding
 # exactly 0.5 would round 0.49999997 up to 1.
@@ -28,21 +31,35 @@ JUST_BELOW_HALF = 0.5 - 2**-25
 
 
 def quantize(w: torch.Tensor, *, name: str = "tensor") -> Packed:
-    check_input(w, FORMAT, name)
+    w = validated(w, FORMAT, name)
     check_block_rows(w, FORMAT, name, BLOCK)
     blocks = w.reshape(-1, BLOCK)
     out = torch.empty(blocks.shape[0], BLOCK_BYTES, dtype=torch.uint8, device=w.device)
-    chunk = CPU_CHUNK_BLOCKS if w.device.type == "cpu" else blocks.shape[0]
-    scratch = _Scratch(min(chunk, blocks.shape[0]), w.device)
-    for start in range(0, blocks.shape[0], chunk):
-        d = _quantize_blocks(blocks[start : start + chunk].to(torch.float32), out[start : start + chunk], scratch)
-        if bool(d.amax() > FP16_MAX):
-            raise FormatError(
-                f"{name}: q8_0 stores each block's scale max|w| / 127 as fp16, but a block near flat index "
-                f"{start * BLOCK} has max|w| > {FP16_MAX * 127:.4g}, whose scale overflows fp16. "
-                "Keep this tensor in higher precision."
-            )
+    local = threading.local()
+
+    def encode(part: slice) -> None:
+        count = part.stop - part.start
+        if getattr(local, "scratch", None) is None:  # the first chunk a thread sees is the largest
+            local.scratch = _Scratch(count, w.device)
+        _quantize_blocks(blocks[part].to(torch.float32), out[part], local.scratch)
+
+    run_in_chunks(encode, blocks.shape[0], CPU_CHUNK_BLOCKS, w.device)
+    _check_scales(w, out, name)
     return Packed(FORMAT, tuple(w.shape), out.reshape(-1, w.shape[-1] // BLOCK * BLOCK_BYTES))
+
+
+def _check_scales(w: torch.Tensor, out: torch.Tensor, name: str) -> None:
+    """A block whose scale ``max|w| / 127`` rounds to an fp16 Inf (from 65520 on) would decode to Inf/NaN."""
+    overflow = torch.isinf(out[:, :2].contiguous().view(torch.float16)).reshape(-1)
+    if bool(overflow.any()):
+        block = int(overflow.nonzero()[0])
+        peak = float(w.reshape(-1, BLOCK)[block].abs().max())
+        raise WeightRangeError(
+            f"{name}: q8_0 stores each block's scale max|w| / 127 as fp16, but the block at "
+            f"{where(w.shape, block * BLOCK)} has max|w| = {peak:.4g}, whose scale overflows fp16 "
+            f"(max|w| must stay below about {65520 * 127:.4g}); {int(overflow.sum())} block(s) affected. "
+            "Keep this tensor in higher precision."
+        )
 
 
 class _Scratch:

@@ -2,8 +2,14 @@
 
 ``bnb`` calls ``bitsandbytes.matmul_4bit`` with a ``QuantState`` built from this layer's buffers, which is exactly
 what ``bnb.nn.Linear4bit.forward`` does; bitsandbytes 0.50 runs it on CUDA, CPU and XPU. ``dequant`` decodes the
-weight with ``quantkit.codecs.nf4`` (bit-exact with bitsandbytes' ``dequantize_4bit``) and multiplies in the compute
-dtype, on any device. ``auto`` picks ``bnb`` where bitsandbytes imports and supports the device.
+weight with ``quantkit.codecs.nf4`` (bit-exact with bitsandbytes' reference ``dequantize_4bit``) and multiplies in
+the compute dtype, on any device. ``auto`` picks ``bnb`` where bitsandbytes imports and supports the device and
+the layout.
+
+On CPU, bitsandbytes 0.50 decodes with the wrong block scales when a row (``in_features``) is not a whole number of
+blocks: the AVX-512 branch of its ``dequantizeBlockwise4bitCpu`` indexes scales per row (its ARM branch guards
+that case, the AVX-512 one does not), so the result depends on the CPU. ``auto`` uses ``dequant`` there, and an
+explicit ``bnb`` refuses such a layer on CPU, on every machine alike.
 """
 
 from __future__ import annotations
@@ -66,7 +72,11 @@ class NF4Linear(QuantizedLinear):
     def resolved_kernel(self, x: torch.Tensor) -> str:
         if self.kernel != "auto":
             return self.kernel
-        return "bnb" if _bitsandbytes() is not None and x.device.type in BNB_DEVICES else "dequant"
+        usable = _bitsandbytes() is not None and x.device.type in BNB_DEVICES and self._rows_safe_for_bnb(x)
+        return "bnb" if usable else "dequant"
+
+    def _rows_safe_for_bnb(self, x: torch.Tensor) -> bool:
+        return x.device.type != "cpu" or self.in_features % int(self.weight_blocksize) == 0
 
     def quant_state(self, dtype: torch.dtype) -> object:
         """This layer's weight as a bitsandbytes ``QuantState`` (the tensors are shared, not copied)."""
@@ -92,6 +102,12 @@ class NF4Linear(QuantizedLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resolved_kernel(x) == "bnb":
+            if not self._rows_safe_for_bnb(x):
+                raise FormatError(
+                    f"NF4Linear kernel 'bnb' on CPU needs in_features ({self.in_features}) to be a multiple of the "
+                    f"blocksize ({int(self.weight_blocksize)}): bitsandbytes' AVX-512 CPU dequantize reads the wrong "
+                    "block scales otherwise. Use kernel='auto' or 'dequant' for this layer."
+                )
             return _bitsandbytes().matmul_4bit(
                 x, self.weight, quant_state=self.quant_state(x.dtype), bias=self._bias_for(x)
             )

@@ -1,14 +1,18 @@
 """Ideogram 4's structured JSON caption: the schema, its validator, and the one canonical serialisation.
 
 The model was trained on these captions, so anything off-schema (a key out of order, a lowercase colour, a float
-bbox) is off-distribution input. The rules follow Ideogram's ``CaptionVerifier`` (see
-``/work/shared/reference/paper-and-model.md`` section 4) and are stricter where the verifier only warns or is
-silent: top-level key order, value types, empty strings, at least one element, no duplicate keys.
+bbox) is off-distribution input. The rules follow Ideogram's official ``CaptionVerifier`` (``caption_verifier.py``,
+vendored in the ideogram4 package; see ``/work/shared/reference/paper-and-model.md`` section 4): whatever it
+reports is an error here. Where it is silent, a finding is a warning (:data:`WARNING_RULES`): top-level key order,
+empty strings, lists and palettes, no element at all, duplicate JSON keys, a boolean in a bbox, a non-string
+style field or ``desc``. Two checks it lacks stay errors because quantkit cannot use such a caption: a lone
+surrogate (the caption cannot be written as UTF-8 for the text encoder) and a non-string ``text`` (the string
+OCR must read).
 
-``validate`` reports every problem as a :class:`Finding` (JSON path, rule id, message) and never raises on any
-input except, in strict mode, one :class:`CaptionError` listing all findings. ``parse`` turns a dict or JSON
-string into a :class:`Caption`, which is valid by construction; ``canonical_json`` is the exact string fed to
-the model.
+``validate`` reports every finding (JSON path, rule id, message; a caption is valid when none is an error) and
+never raises on any input except, in strict mode, one :class:`CaptionError` listing them when one is an error.
+``parse`` turns a dict or JSON string into a :class:`Caption`, which is valid by construction; ``canonical_json``
+is the exact string fed to the model.
 """
 
 from __future__ import annotations
@@ -39,25 +43,30 @@ COLOR_RE = re.compile(r"#[0-9A-F]{6}")
 
 RULES: dict[str, str] = {
     "json.syntax": "the input is not a JSON document (or not text)",
-    "json.duplicate-key": "an object repeats a key (JSON parsers silently keep the last one)",
+    "json.duplicate-key": "an object repeats a key (JSON parsers, the official verifier's too, keep the last one)",
     "type.object": "expected a JSON object",
     "type.array": "expected a JSON array",
-    "type.string": "expected a string",
-    "value.empty": "a string is empty or blank, or a list that must hold items is empty",
+    "type.string": "expected a string (high_level_description, background, the text of a text element)",
+    "type.free-text": "a style field or an element's desc is not a string (the official verifier does not check)",
+    "value.empty": "a string is empty or blank, or a list is empty (elements, a palette)",
     "value.unicode": "a string holds a lone surrogate and cannot be written as UTF-8",
     "key.unknown": "a key the schema does not know, or one not allowed in this kind of object",
     "key.missing": "a required key is absent",
     "key.order": "keys are present but not in the schema's order",
+    "key.top-order": "top-level keys are not in the order the model saw (the official verifier does not check)",
     "style.one-of": "style_description needs exactly one of 'photo' and 'art_style'",
     "element.type": "an element's 'type' is not 'obj' or 'text'",
     "bbox.shape": "bbox is not a list of four values [y_min, x_min, y_max, x_max]",
     "bbox.int": "a bbox value is not an integer",
+    "bbox.bool": "a bbox value is a JSON boolean, which Python (and the official verifier) counts as 0 or 1",
     "bbox.range": "a bbox value is outside 0..1000",
     "bbox.order": "bbox has y_min > y_max or x_min > x_max",
     "color.format": "a colour is not an uppercase #RRGGBB string",
     "color.count": "a palette holds more colours than allowed (16 for the style, 5 per element)",
     "expansion.texts": "(expanders only) the text elements do not render exactly the requested strings",
 }
+# Findings the official CaptionVerifier accepts: off-distribution or suspicious, never an error.
+WARNING_RULES = frozenset({"json.duplicate-key", "type.free-text", "value.empty", "key.top-order", "bbox.bool"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +78,17 @@ class Finding:
     rule: str
     message: str
 
+    @property
+    def severity(self) -> str:
+        """``"warning"`` for what the official verifier accepts (:data:`WARNING_RULES`), else ``"error"``."""
+        return "warning" if self.rule in WARNING_RULES else "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
     def __str__(self) -> str:
-        return f"{self.path}: {self.message} [{self.rule}]"
+        return f"{self.path}: {self.message} [{self.rule}]" + ("" if self.is_error else " (warning)")
 
 
 class _DuplicateKeys(dict):
@@ -96,10 +114,11 @@ def _load_json(text: str | bytes | bytearray) -> tuple[Any, list[Finding]]:
 
 
 def validate(caption: Any, *, strict: bool = False) -> list[Finding]:
-    """Every schema violation in ``caption`` (a dict, a JSON string or bytes, a :class:`Caption`, or anything).
+    """Every finding in ``caption`` (a dict, a JSON string or bytes, a :class:`Caption`, or anything).
 
-    Returns ``[]`` for a valid caption. With ``strict=True`` raises one :class:`CaptionError` listing all findings
-    instead of returning a non-empty list. Never raises anything else, whatever the input.
+    Returns ``[]`` for a clean caption; a caption is valid when no finding is an error (``Finding.is_error``).
+    With ``strict=True`` raises one :class:`CaptionError` listing all findings when one is an error. Never raises
+    anything else, whatever the input.
     """
     return _finish(_findings(_load(caption)), strict)
 
@@ -124,7 +143,7 @@ def _findings(loaded: tuple[Any, list[Finding]]) -> list[Finding]:
 
 
 def _finish(findings: list[Finding], strict: bool) -> list[Finding]:
-    if strict and findings:
+    if strict and any(f.is_error for f in findings):
         listing = "\n  ".join(str(f) for f in findings)
         raise CaptionError(
             f"caption is not valid under Ideogram 4's caption schema ({len(findings)} finding(s)):\n  {listing}\n"
@@ -136,7 +155,7 @@ def _finish(findings: list[Finding], strict: bool) -> list[Finding]:
 def _check_caption(caption: Any, out: list[Finding]) -> None:
     if not _is_object("$", caption, out):
         return
-    _check_keys("$", caption, TOP_LEVEL_ORDER, TOP_LEVEL_REQUIRED, out)
+    _check_keys("$", caption, TOP_LEVEL_ORDER, TOP_LEVEL_REQUIRED, out, order_rule="key.top-order")
     if "high_level_description" in caption:
         _check_string("$.high_level_description", caption["high_level_description"], out)
     if "style_description" in caption:
@@ -162,7 +181,7 @@ def _check_style(path: str, style: Any, out: list[Finding]) -> None:
         _check_keys(path, style, order, (*STYLE_REQUIRED, "photo" if has_photo else "art_style"), out)
     for key in ("aesthetics", "lighting", "photo", "medium", "art_style"):
         if key in style:
-            _check_string(_child(path, key), style[key], out)
+            _check_string(_child(path, key), style[key], out, type_rule="type.free-text")
     if "color_palette" in style:
         _check_palette(_child(path, "color_palette"), style["color_palette"], STYLE_PALETTE_MAX, out)
 
@@ -181,7 +200,7 @@ def _check_composition(path: str, composition: Any, out: list[Finding]) -> None:
         out.append(Finding(elements_path, "type.array", f"expected a list of elements, got {_kind(elements)}"))
         return
     if not elements:
-        out.append(Finding(elements_path, "value.empty", "needs at least one element"))
+        out.append(Finding(elements_path, "value.empty", "no elements: the image is the background alone"))
     for index, element in enumerate(elements):
         _check_element(f"{elements_path}[{index}]", element, out)
 
@@ -201,9 +220,10 @@ def _check_element(path: str, element: Any, out: list[Finding]) -> None:
         for key in element:
             if key not in ELEMENT_ORDER["text"]:
                 out.append(Finding(_child(path, key), "key.unknown", f"unknown key {key!r} in an element"))
-    for key in ("text", "desc"):
-        if key in element:
-            _check_string(_child(path, key), element[key], out)
+    if "text" in element:
+        _check_string(_child(path, "text"), element["text"], out)
+    if "desc" in element:
+        _check_string(_child(path, "desc"), element["desc"], out, type_rule="type.free-text")
     if "bbox" in element:
         _check_bbox(_child(path, "bbox"), element["bbox"], out)
     if "color_palette" in element:
@@ -216,7 +236,9 @@ def _check_bbox(path: str, bbox: Any, out: list[Finding]) -> None:
         return
     numbers_ok = True
     for index, value in enumerate(bbox):
-        if not isinstance(value, int) or isinstance(value, bool):
+        if isinstance(value, bool):
+            out.append(Finding(f"{path}[{index}]", "bbox.bool", f"{_short(value)} counts as {int(value)}"))
+        if not isinstance(value, int):
             out.append(Finding(f"{path}[{index}]", "bbox.int", f"expected an integer, got {_short(value)}"))
             numbers_ok = False
         elif not BBOX_MIN <= value <= BBOX_MAX:
@@ -248,6 +270,7 @@ def _check_keys(
     out: list[Finding],
     *,
     context: str = "",
+    order_rule: str = "key.order",
 ) -> None:
     """Unknown keys, duplicates, missing required keys, and the order of the known keys that are present."""
     where = context or ("the caption" if path == "$" else path.rsplit(".", 1)[-1])
@@ -260,7 +283,7 @@ def _check_keys(
     present = [key for key in obj if key in order]
     expected = [key for key in order if key in obj]
     if present != expected:
-        out.append(Finding(path, "key.order", f"keys are in order {present}, expected {expected}"))
+        out.append(Finding(path, order_rule, f"keys are in order {present}, expected {expected}"))
 
 
 def _check_missing(path: str, obj: Mapping[Any, Any], required: Sequence[str], out: list[Finding]) -> None:
@@ -269,9 +292,9 @@ def _check_missing(path: str, obj: Mapping[Any, Any], required: Sequence[str], o
             out.append(Finding(_child(path, key), "key.missing", f"missing required key {key!r}"))
 
 
-def _check_string(path: str, value: Any, out: list[Finding]) -> None:
+def _check_string(path: str, value: Any, out: list[Finding], *, type_rule: str = "type.string") -> None:
     if not isinstance(value, str):
-        out.append(Finding(path, "type.string", f"expected a string, got {_kind(value)}"))
+        out.append(Finding(path, type_rule, f"expected a string, got {_kind(value)}"))
     elif not value.strip():
         out.append(Finding(path, "value.empty", "must not be empty or blank"))
     else:

@@ -165,7 +165,7 @@ def test_a_cached_entry_that_no_longer_validates_is_an_error_not_stale_input(tmp
     expand(Scripted(VALID), ExpansionRequest("a cat"), cache=cache)
     entries = json.loads(cache.path.read_text())
     for entry in entries.values():
-        entry["caption"] = entry["caption"].replace('"a wall"', '""')
+        entry["caption"] = entry["caption"].replace('"a wall"', "3")  # a background must be a string
     cache.path.write_text(json.dumps(entries))
     with pytest.raises(StoreError, match="no longer a valid caption"):
         expand(Scripted(VALID), ExpansionRequest("a cat"), cache=cache)

@@ -25,6 +25,7 @@ def random_blocks(qtype: str, seed: int = 0) -> np.ndarray:
     return blocks.reshape(OUT, -1)
 
 
+# Exact on every machine: every product in the GGUF decoders is exact in float32 (see test_suites/properties).
 @pytest.mark.parametrize("qtype", ["q4_k", "q8_0"])
 def test_dequantized_weight_equals_gguf_py_reference_decoder(qtype):
     rows = random_blocks(qtype)
