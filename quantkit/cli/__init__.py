@@ -8,7 +8,7 @@ import sys
 
 from quantkit.errors import QuantkitError
 
-SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "plan")
+SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "plan", "ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:
