@@ -65,7 +65,7 @@ class GGUFFiles:
         return "gguf"
 
     @functools.cached_property
-    def hash(self) -> str:  # type: ignore[override]
+    def hash(self) -> str:
         digest = hashlib.sha256()
         for path in self.paths:
             with path.open("rb") as handle:

@@ -289,7 +289,7 @@ def format_plan(plans: list[VariantPlan], *, layers: bool = False) -> str:
         "Ideogram 4 full size (diffusers Ideogram4Transformer2DModel defaults, 2 copies, meta device): "
         f"{_params(plans):,} parameters per copy",
         "",
-        "linears per copy as diffusers counts them (each original attention.qkv split into to_q/to_k/to_v: 279 = 211)",
+        "linears per copy as diffusers counts them: 279 = the original 211 with attention.qkv split into to_q/k/v",
         f"{'variant':<10} {'quantized':>9} {'kept':>5} {'disk GB':>8} {'published':>9} {'diff':>6}   kept linears, why",
     ]
     for p in plans:

@@ -128,27 +128,16 @@ def _to_gguf_array(path: Path, name: str, tensor: Packed | torch.Tensor) -> tupl
 def read_gguf(path: str | os.PathLike[str]) -> tuple[dict[str, Packed | torch.Tensor], dict[str, object]]:
     """Read a GGUF file: packed Q4_K / Q8_0 tensors as :class:`Packed`, plain ones as tensors, KV metadata."""
     source = Path(path)
-    if not source.is_file():
-        raise CheckpointError(f"{source}: no such GGUF file")
-    try:
-        reader = gguf.GGUFReader(source)
-    except Exception as error:  # gguf-py raises ValueError, IndexError, struct and numpy errors on bad files
-        raise CheckpointError(f"{source}: not a readable GGUF file ({type(error).__name__}: {error})") from error
-    file_size = source.stat().st_size
-    tensors = {t.name: _from_reader_tensor(source, file_size, t) for t in reader.tensors}
+    reader = _open(source)
+    tensors = {t.name: _from_reader_tensor(source, t) for t in reader.tensors}
     metadata = {
         name: _field_value(source, field) for name, field in reader.fields.items() if not name.startswith("GGUF.")
     }
     return tensors, metadata
 
 
-def _from_reader_tensor(path: Path, file_size: int, t: gguf.ReaderTensor) -> Packed | torch.Tensor:
-    shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-    if t.data_offset + t.n_bytes > file_size:
-        raise CheckpointError(
-            f"{path}: tensor {t.name!r} needs bytes {t.data_offset}..{t.data_offset + t.n_bytes} but the file has "
-            f"{file_size}; the file is truncated"
-        )
+def _from_reader_tensor(path: Path, t: gguf.ReaderTensor) -> Packed | torch.Tensor:
+    shape = _logical_shape(t)
     raw = torch.from_numpy(np.array(t.data, copy=True).reshape(-1).view(np.uint8))
     if t.tensor_type in FORMAT_OF_TYPE:
         fmt = FORMAT_OF_TYPE[t.tensor_type]
@@ -258,7 +247,10 @@ def _open(source: Path) -> gguf.GGUFReader:
     size = source.stat().st_size
     for t in reader.tensors:
         if t.data_offset + t.n_bytes > size:
-            raise CheckpointError(f"{source}: tensor {t.name!r} runs past the end of the file; the file is truncated")
+            raise CheckpointError(
+                f"{source}: tensor {t.name!r} needs bytes {t.data_offset}..{t.data_offset + t.n_bytes} but the "
+                f"file has {size}; the file is truncated"
+            )
     return reader
 
 
