@@ -65,10 +65,7 @@ def _save_gguf_copy(
     path: str | os.PathLike[str], recipe: Recipe, prefix: str, model: nn.Module, metadata: dict[str, str]
 ) -> Path:
     """One transformer copy as ComfyUI keys it, kept tensors in :func:`storage_dtype`, recipe and versions inside."""
-    import diffusers
-    import gguf
-
-    import quantkit
+    from importlib.metadata import version
 
     checkpoint = checkpoint_path(path, recipe, GGUF_COPIES.get(prefix))
     linears = {
@@ -79,17 +76,9 @@ def _save_gguf_copy(
         key: v if isinstance(v, Packed) else v.to(storage_dtype(v, linear_weight=key in linears))
         for key, v in fused.items()
     }
-    versions = {"quantkit": quantkit.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
-    versions["gguf"] = gguf.__version__ if hasattr(gguf, "__version__") else _version("gguf")
-    extra = {f"quantkit.{name}_version": version for name, version in versions.items()}
+    extra = {f"quantkit.{name}_version": version(name) for name in ("quantkit", "torch", "diffusers", "gguf")}
     write_gguf(checkpoint, tensors, {**metadata, BRANCH_KEY: prefix.rstrip(".") or "transformer", **extra})
     return checkpoint
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 def load_variant(target: object, path: str | os.PathLike[str]) -> Recipe:

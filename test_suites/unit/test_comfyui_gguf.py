@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from importlib.metadata import version
 from pathlib import Path
 
 import gguf
@@ -153,8 +154,8 @@ def test_metadata_holds_the_recipe_branch_and_versions(saved):
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
     assert json.loads(fields["quantkit.recipe"]) == GGUF("q8_0").to_dict()
     assert fields["quantkit.branch"] == "unconditional_transformer"
-    assert {"quantkit.quantkit_version", "quantkit.torch_version", "quantkit.diffusers_version"} <= fields.keys()
-    assert fields["quantkit.gguf_version"] == gguf.__version__ if hasattr(gguf, "__version__") else True
+    for package in ("quantkit", "torch", "diffusers", "gguf"):
+        assert fields[f"quantkit.{package}_version"] == version(package)
 
 
 def test_files_get_the_mode_of_the_umask_like_any_created_file(tmp_path):
