@@ -165,10 +165,11 @@ class Study:
 
     def _build(self, name: str) -> Variant:
         from quantkit import quantize_
+        from quantkit.gguf_variant import GGUFFiles
 
         recipe = recipe_for(name)
         pipe = self._load_pipeline()
-        if hasattr(recipe, "apply"):  # gguf:FILES: loaded, not quantized
+        if isinstance(recipe, GGUFFiles):  # loaded from its files, not quantized
             return Variant(name, recipe, pipe, recipe.apply(pipe))
         calibration = self.calibration() if getattr(recipe, "needs_calibration", False) else None
         report = quantize_(pipe, recipe, calibration=calibration)
