@@ -355,7 +355,9 @@ def _packed_layer(
     if smooth is not None and cls is not W8A8Linear:
         raise CheckpointError(f"{name}.smooth: only int8 layers take a smoothing vector, this one is {weight.fmt}")
     device = _device_of(current)
-    bias = None if bias is None else bias.to(device, copy=True)
+    # A checkpoint may store the bias wider than the model keeps it (GGUF files keep 1-D tensors in F32).
+    if bias is not None:
+        bias = bias.to(device, bias.dtype if current.bias is None else current.bias.dtype, copy=True)
     options = {"smooth": smooth.to(device)} if smooth is not None else {}
     return cls(weight.to(device), bias, **options)
 

@@ -52,7 +52,7 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if self.reference not in self.variants:
             raise QuantkitError(f"reference variant {self.reference!r} is not among the variants {self.variants}")
-        unknown = sorted(set(self.variants) - set(DEFAULT_VARIANTS))
+        unknown = sorted(v for v in set(self.variants) - set(DEFAULT_VARIANTS) if not v.startswith("gguf:"))
         if unknown:
             raise QuantkitError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_VARIANTS)}")
         if self.shard is not None:
@@ -94,6 +94,10 @@ def _recipe_factories() -> dict[str, Callable[[], Any]]:
 
 def recipe_for(name: str) -> Any:
     """The study's recipe for a variant name: the published configurations."""
+    from quantkit.gguf_variant import GGUFFiles, is_gguf_spec
+
+    if is_gguf_spec(name):  # a GGUF file set run as it is (quantkit.gguf_variant)
+        return GGUFFiles.parse(name)
     factories = _recipe_factories()
     if name not in factories:
         raise QuantkitError(f"unknown variant {name!r}; known: {', '.join(factories)}")
@@ -161,9 +165,12 @@ class Study:
 
     def _build(self, name: str) -> Variant:
         from quantkit import quantize_
+        from quantkit.gguf_variant import GGUFFiles
 
         recipe = recipe_for(name)
         pipe = self._load_pipeline()
+        if isinstance(recipe, GGUFFiles):  # loaded from its files, not quantized
+            return Variant(name, recipe, pipe, recipe.apply(pipe))
         calibration = self.calibration() if getattr(recipe, "needs_calibration", False) else None
         report = quantize_(pipe, recipe, calibration=calibration)
         return Variant(name, recipe, pipe, report)

@@ -9,7 +9,7 @@ import sys
 from quantkit.errors import QuantkitError
 from quantkit.quiet import silence_third_party_noise
 
-SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden")
+SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "plan", "ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:

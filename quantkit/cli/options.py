@@ -6,6 +6,7 @@ import argparse
 import os
 
 from quantkit.errors import QuantkitError
+from quantkit.gguf_variant import parse_variants
 from quantkit.study import DEFAULT_VARIANTS, METRICS, StudyConfig
 
 # The embedded tiny model runs a smoke-sized study; real weights run the published protocol.
@@ -45,7 +46,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     defaults = TINY_DEFAULTS if args.model == "tiny" else REAL_DEFAULTS
     return StudyConfig(
         model=args.model,
-        variants=_names(args.variants),
+        variants=parse_variants(args.variants),
         reference=args.reference,
         metrics=_names(args.metrics),
         prompts=args.prompts,

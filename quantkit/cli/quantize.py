@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Quantize both transformers of the model with a variant's recipe (INT8 W8A8 is calibrated on the "
             "benchmark's calibration prompts first), print the skip report (every linear: kept or quantized, why, "
-            "bytes) and save the variant: INT8/FP8/NF4 as safetensors + recipe.json, Q4_K/Q8_0 as .gguf."
+            "bytes) and save the variant: INT8/FP8/NF4 as safetensors + recipe.json, Q4_K/Q8_0 as one .gguf per "
+            "transformer copy (-cond, -uncond) in ComfyUI's Ideogram 4 layout, loadable by ComfyUI-GGUF and by "
+            "quantkit.io.gguf.load_transformer (diffusers' GGUF classes)."
         ),
     )
     add_run_options(parser)
@@ -33,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     study = Study(config_from_args(args), progress=not args.quiet)
     variant = study.variant(args.variant)
     print(variant.report.format_table())
-    path = save_variant(variant.pipeline, variant.recipe, args.out)
-    print(f"saved {args.variant} to {path}", file=sys.stderr)
+    save_variant(variant.pipeline, variant.recipe, args.out)
+    files = ", ".join(
+        sorted(p.name for p in args.out.iterdir() if p.name.startswith("ideogram4-") or p.name == "recipe.json")
+    )
+    print(f"saved {args.variant} to {args.out}: {files}", file=sys.stderr)
     return 0

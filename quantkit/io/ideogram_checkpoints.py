@@ -77,6 +77,48 @@ def original_key(diffusers: str) -> str:
     return diffusers
 
 
+def original_tensors(tensors: Mapping[str, Packed | torch.Tensor], where: object = "checkpoint") -> Tensors:
+    """Diffusers-named tensors in the original layout: ``to_q`` / ``to_k`` / ``to_v`` rows concatenated into ``qkv``.
+
+    Exact for plain tensors and for the row-wise formats (GGUF blocks never cross a row; fp8 / int8 scales are per
+    row): the fused tensor's rows are the split tensors' rows, byte for byte."""
+    fused: Tensors = {}
+    for name in tensors:
+        key = original_key(name)
+        if key in fused:
+            continue
+        missing = [k for k in diffusers_keys(key) if k not in tensors]
+        if missing:
+            raise CheckpointError(f"{where}: {missing[0]!r} is missing, so {key!r} cannot be assembled")
+        parts = [tensors[k] for k in diffusers_keys(key)]
+        fused[key] = parts[0] if len(parts) == 1 else _concat_rows(parts, key, where)
+    return fused
+
+
+def diffusers_tensors(tensors: Mapping[str, Packed | torch.Tensor], where: object = "checkpoint") -> Tensors:
+    """Original-layout tensors in diffusers names: each fused ``qkv`` split by rows into ``to_q`` / ``to_k`` /
+    ``to_v`` (the inverse of :func:`original_tensors`)."""
+    split: Tensors = {}
+    for key, value in tensors.items():
+        names = diffusers_keys(key)
+        split.update(zip(names, _split(value, len(names), key, where), strict=True))
+    return split
+
+
+_ROW_FORMATS = ("q4_k", "q8_0", "fp8_e4m3", "int8")
+
+
+def _concat_rows(parts: list[Packed | torch.Tensor], key: str, where: object) -> Packed | torch.Tensor:
+    if all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat(parts, dim=0)
+    first = parts[0]
+    if not all(isinstance(p, Packed) and p.fmt == first.fmt for p in parts) or first.fmt not in _ROW_FORMATS:
+        raise CheckpointError(f"{where}: the parts of {key!r} are not all rows of one row-wise format")
+    rows = sum(p.shape[0] for p in parts)
+    scale = None if first.scale is None else torch.cat([p.scale for p in parts])
+    return Packed(first.fmt, (rows, *first.shape[1:]), torch.cat([p.data for p in parts]), scale)
+
+
 def diffusers_config(config: Mapping[str, object]) -> dict[str, object]:
     """``Ideogram4Transformer2DModel`` arguments from a diffusers-style or an Ideogram-style ``config.json``."""
     config = {k: v for k, v in config.items() if not k.startswith("_")}
@@ -197,26 +239,25 @@ def _nf4_linear(reader: _Reader, key: str) -> Packed | None:
     return packed
 
 
-def _split(value: Packed | torch.Tensor, parts: int, key: str, reader: _Reader) -> list[Packed | torch.Tensor]:
+def _split(value: Packed | torch.Tensor, parts: int, key: str, where: object) -> list[Packed | torch.Tensor]:
     """Split a fused qkv tensor by rows into ``parts`` equal pieces (a no-op for one part)."""
     if parts == 1:
         return [value]
+    where = where.where(key) if isinstance(where, _Reader) else where
     rows = value.shape[0]
     if rows % parts:
-        raise CheckpointError(f"{reader.where(key)}: fused {key!r} has {rows} rows, not a multiple of {parts}")
+        raise CheckpointError(f"{where}: fused {key!r} has {rows} rows, not a multiple of {parts}")
     if isinstance(value, torch.Tensor):
         return list(value.chunk(parts, dim=0))
     shape = (rows // parts, *value.shape[1:])
-    if value.fmt == "fp8_e4m3":
-        return [
-            Packed(value.fmt, shape, d, s)
-            for d, s in zip(value.data.chunk(parts), value.scale.chunk(parts), strict=True)
-        ]
+    if value.fmt in _ROW_FORMATS:
+        scales = [None] * parts if value.scale is None else list(value.scale.chunk(parts))
+        return [Packed(value.fmt, shape, d, s) for d, s in zip(value.data.chunk(parts), scales, strict=True)]
     numel, blocksize = math.prod(shape), int(value.extra["blocksize"])
     blocks = numel // blocksize
     nested = "nested_absmax" in value.extra
     if numel % blocksize or numel % 2 or (nested and blocks % nf4.NESTED_BLOCKSIZE):
-        raise CheckpointError(f"{reader.where(key)}: NF4 blocks of {key!r} straddle the q/k/v boundary")
+        raise CheckpointError(f"{where}: NF4 blocks of {key!r} straddle the q/k/v boundary")
     pieces = []
     for i in range(parts):
         extra = dict(value.extra)
