@@ -14,6 +14,7 @@ when a sampler callback knows it better.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -145,6 +146,14 @@ class CalibrationStats:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """One safetensors file; tensor keys are ``branch::layer::field``; the layout lives in the metadata."""
+        write_bytes(path, self.to_bytes())
+
+    def digest(self) -> str:
+        """sha256 of the serialised statistics: the identity of a calibration in image cache keys."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def to_bytes(self) -> bytes:
+        """The safetensors serialisation (deterministic: safetensors sorts tensors by name)."""
         tensors = {
             _SEP.join((branch, name, field)): getattr(stats, field).contiguous()
             for branch, layers in self.branches.items()
@@ -158,7 +167,7 @@ class CalibrationStats:
             "runs": str(self.runs),
             "layout": json.dumps(layout, sort_keys=True),
         }
-        write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
+        return safetensors.torch.save(tensors, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CalibrationStats:
