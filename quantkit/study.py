@@ -216,19 +216,17 @@ class Study:
         }
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
         path = self.cache.root / "calibration" / f"{key}.safetensors"
-        stats = None
         if path.is_file():
             try:
-                stats = CalibrationStats.load(path)
+                return CalibrationStats.load(path), f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
             except CheckpointError as err:  # a damaged cache entry is recomputed, never used
                 log.warning("calibration cache: %s; recomputing", err)
-        if stats is None:
-            with _progress(self.progress, len(prompts), "calibrate int8") as bar:
-                stats = calibrate_pipeline(
-                    source, prompts, self.sampler, resolution=self.config.resolution, progress=lambda: bar.update()
-                )
-            stats.save(path)
-        return stats, f"{key}:{stats.digest()}"
+        with _progress(self.progress, len(prompts), "calibrate int8") as bar:
+            stats = calibrate_pipeline(
+                source, prompts, self.sampler, resolution=self.config.resolution, progress=lambda: bar.update()
+            )
+        stats.save(path)
+        return stats, f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
 
     # -- images ---------------------------------------------------------------------------------------------------
     def images(self, name: str) -> dict[str, Any]:

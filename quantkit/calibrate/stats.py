@@ -14,7 +14,6 @@ when a sampler callback knows it better.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -147,10 +146,6 @@ class CalibrationStats:
     def save(self, path: str | os.PathLike[str]) -> None:
         """One safetensors file; tensor keys are ``branch::layer::field``; the layout lives in the metadata."""
         write_bytes(path, self.to_bytes())
-
-    def digest(self) -> str:
-        """sha256 of the serialised statistics: the identity of a calibration in image cache keys."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     def to_bytes(self) -> bytes:
         """The safetensors serialisation (deterministic: safetensors sorts tensors by name)."""

@@ -77,13 +77,15 @@ def generation_sources(pipe: Ideogram4Pipeline) -> list[Path]:
 
 
 @functools.cache
-def _generation_digest(files: tuple[Path, ...]) -> str:
-    return _digest(files)
+def _generation_digest(signature: tuple[tuple[Path, int, int], ...]) -> str:
+    return _digest([path for path, _, _ in signature])
 
 
 def generation_code_version(pipe: Ideogram4Pipeline) -> str:
-    """sha256 of :func:`generation_sources`: editing how a seed is used, or the sampler, re-generates every image."""
-    return _generation_digest(tuple(generation_sources(pipe)))
+    """sha256 of :func:`generation_sources`: editing how a seed is used, or the sampler, re-generates every image.
+    Remembered per file size and mtime, so the files are read once per process unless they change."""
+    files = generation_sources(pipe)
+    return _generation_digest(tuple((p, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 
 
 def recipe_id(recipe: Any) -> str:
