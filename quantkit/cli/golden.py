@@ -212,14 +212,14 @@ def golden_set_name(prompts: str, limit: int | None) -> str:
 
 
 def read_prompts(source: str | Path, limit: int | None = None) -> list[Prompt]:
-    """A benchmark by name (with its stratified ``limit`` subset), or a prompt set file as JSON lines: ``id`` and
-    ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``, ``texts``, ``seed``
-    are optional."""
+    """A benchmark by name (its evaluation split, with its stratified ``limit`` subset), or a prompt set file as
+    JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``,
+    ``texts``, ``seed`` are optional."""
     path = Path(source)
     if not path.suffix:
         from quantkit.prompts.benchmark import load_benchmark
 
-        return load_benchmark(str(source), limit=limit)
+        return load_benchmark(str(source), limit=limit, split="evaluation")  # the prompts a study evaluates
     prompts = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
