@@ -69,9 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.stash[COUNTS_KEY] = {"gate tests": 0, "evaluated": 0}
-    if any(config.getoption(name) is not None for name in STUDY_OPTIONS) or config.getoption("--prompts") != (
-        "benchmark-v1"
-    ):
+    given = [name for name in STUDY_OPTIONS if config.getoption(name) is not None]
+    if given or config.getoption("--prompts") != "benchmark-v1":
         study_config(config)  # a bad quantkit option is a usage error now, not a collection error later
 
 
