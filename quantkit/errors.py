@@ -46,3 +46,15 @@ class StoreError(QuantkitError):
 
 class StatsError(QuantkitError, ValueError):
     """Scores cannot be compared: unpaired prompt ids, too few prompts, NaN scores."""
+
+
+class UsageError(QuantkitError, ValueError):
+    """An option or argument names something that does not exist or has an impossible value (a typo, -1 prompts)."""
+
+
+class WriteError(QuantkitError, OSError):
+    """A file or folder cannot be written: the path is a file, permission is denied, or the disk is full."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the run kept (``str()`` says it, e.g. "16 images cached; rerun resumes")."""

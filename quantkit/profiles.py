@@ -1,19 +1,26 @@
 """Gate profiles: the versioned list of gates a run must pass, in ``golden/gates/<name>.toml``.
 
 A profile file has a ``[profile]`` table (``version``, ``description``, ``confidence``, ``adjustment``,
-``power_tolerance``) and one ``[[gate]]`` table per gate, in the field names of
+``power_tolerance``, ``allow_skip``) and one ``[[gate]]`` table per gate, in the field names of
 :func:`quantkit.stats.gate_from_dict` (``metric``, ``variant``, ``reference``, ``kind``, ``margin``, ``limit``,
-``category``, ``direction``). An optional ``[golden]`` table (``max_pixel_difference``, ``min_psnr``) declares how
-far the golden reference images may move in an environment other than the one that recorded them. A gate whose
-metric was not measured in the run, or whose variants were not run, is not evaluated; it is listed as skipped with
-the reason, so a reader sees what the verdicts do not cover.
+``category``, ``direction``). Every name is checked when the profile loads (keys, metrics against the metric catalog,
+variants against the known variants), so a typo fails before any generation and never disables a gate.
+
+A gate the run cannot decide is skipped with one of :data:`SKIP_REASONS`. A skip passes only when the profile's
+``allow_skip`` or the command line (``--allow-skip``) allows its reason; any other skip fails the run, and so does a
+run in which no gate was evaluated: a merge gate never passes by accident.
+
+An optional ``[golden]`` table (``max_pixel_difference``, ``min_psnr``) declares how far the golden reference images
+may move in an environment other than the one that recorded them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +29,81 @@ from quantkit.scores import ScoreTable
 from quantkit.store.golden import GoldenTolerance
 
 GATES_DIR = Path(__file__).resolve().parents[1] / "golden" / "gates"
-PROFILE_FIELDS = {"version", "description", "confidence", "adjustment", "power_tolerance"}
+PROFILE_FIELDS = {"version", "description", "confidence", "adjustment", "power_tolerance", "allow_skip"}
 GOLDEN_FIELDS = {field.name for field in dataclasses.fields(GoldenTolerance)}
+
+WEIGHTS_ABSENT = "weights not on this machine"
+VARIANT_NOT_RUN = "variant not run"
+METRIC_NOT_REQUESTED = "metric not requested"
+NO_SCORES = "no scores for the variant"
+SKIP_REASONS = (WEIGHTS_ABSENT, VARIANT_NOT_RUN, METRIC_NOT_REQUESTED, NO_SCORES)
+
+
+def closest(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'psnr'?)"`` for the closest of ``known``, or the list of them when none is close."""
+    known = sorted(known)
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(known)})"
+
+
+def check_skip_reasons(reasons: Iterable[str], where: str) -> tuple[str, ...]:
+    """``reasons`` as a tuple, each one of :data:`SKIP_REASONS` (a typo names the closest)."""
+    reasons = tuple(reasons)
+    for reason in reasons:
+        if reason not in SKIP_REASONS:
+            raise QuantkitError(f"{where}: unknown skip reason {reason!r}{closest(reason, SKIP_REASONS)}")
+    return reasons
 
 
 @dataclasses.dataclass(frozen=True)
 class SkippedGate:
+    """A gate the run could not decide: ``reason`` is one of :data:`SKIP_REASONS`, ``detail`` says which part is
+    missing (a not-measured metric's long reason is printed once elsewhere and only referred to here)."""
+
     gate: Mapping[str, Any]
     reason: str
+    detail: str
+    allowed: bool = False
 
     @property
     def message(self) -> str:
         g = self.gate
         versus = f" - {g['reference']}" if g.get("reference") else ""
-        return f"{g['metric']}: {g['variant']}{versus}: gate {g['kind']} not evaluated: {self.reason}"
+        where = f"[{g['category']}]" if g.get("category") else ""
+        text = f"{g['metric']}{where}: {g['variant']}{versus}: gate {g['kind']} skipped: {self.reason} ({self.detail})"
+        if not self.allowed:
+            text += f'; this skip is not allowed: add "{self.reason}" to allow_skip in the profile or to --allow-skip'
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResults:
+    """Every gate of a run: verdicts of the evaluated ones and the skipped ones with their reason."""
+
+    profile: str
+    verdicts: tuple[Any, ...]
+    skipped: tuple[SkippedGate, ...]
+
+    @property
+    def lines(self) -> list[tuple[str, str]]:
+        """(passed | failed | skipped, one-line message); a refused skip and an empty run are failures."""
+        lines = [("passed" if v.passed else "failed", v.message) for v in self.verdicts]
+        lines += [("skipped" if s.allowed else "failed", s.message) for s in self.skipped]
+        if not self.verdicts:
+            lines.append(("failed", f"no gate of profile {self.profile} was evaluated: a run must decide at least one"))
+        return lines
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for status, _ in self.lines if status == "failed")
+
+    def summary(self) -> str:
+        """``gates: 10 passed, 0 failed, 3 skipped (weights not on this machine: 3)``."""
+        passed = sum(1 for v in self.verdicts if v.passed)
+        allowed = Counter(s.reason for s in self.skipped if s.allowed)
+        why = ", ".join(f"{reason}: {n}" for reason, n in allowed.items())
+        skipped = f"{sum(allowed.values())} skipped" + (f" ({why})" if why else "")
+        return f"gates ({self.profile}): {passed} passed, {self.failed} failed, {skipped}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,27 +116,29 @@ class GateProfile:
     adjustment: str = "holm"
     power_tolerance: float | Mapping[str, float] | None = None
     golden_tolerance: GoldenTolerance = dataclasses.field(default_factory=GoldenTolerance)
+    allow_skip: tuple[str, ...] = ()
 
-    def split(self, table: ScoreTable) -> tuple[list[Mapping[str, Any]], list[SkippedGate]]:
-        """The gates ``table`` can decide, and the others with the reason they cannot be."""
+    def split(
+        self, table: ScoreTable, allow_skip: Sequence[str] = ()
+    ) -> tuple[list[Mapping[str, Any]], list[SkippedGate]]:
+        """The gates ``table`` can decide, and the others with the reason they cannot be (allowed or not)."""
+        allowed = set(self.allow_skip) | set(check_skip_reasons(allow_skip, "--allow-skip"))
         runnable, skipped = [], []
         for gate in self.gates:
-            metric = gate["metric"]
-            if metric in table.not_measured:
-                skipped.append(SkippedGate(gate, f"{metric} not measured ({table.not_measured[metric]})"))
-                continue
-            missing = [v for v in (gate["variant"], gate.get("reference")) if v and not table.scores(v, metric)]
-            if missing:
-                skipped.append(SkippedGate(gate, f"no {metric} scores for {', '.join(missing)} in this run"))
-                continue
-            runnable.append(gate)
+            why = _skip_reason(gate, table)
+            if why is None:
+                runnable.append(gate)
+            else:
+                skipped.append(SkippedGate(gate, *why, allowed=why[0] in allowed))
         return runnable, skipped
 
-    def evaluate(self, table: ScoreTable, *, n_resamples: int = 10_000, seed: int = 0) -> tuple[list, list]:
-        """(verdicts, skipped gates); the adjustment covers exactly the evaluated gates."""
+    def evaluate(
+        self, table: ScoreTable, *, allow_skip: Sequence[str] = (), n_resamples: int = 10_000, seed: int = 0
+    ) -> GateResults:
+        """Every gate's verdict or skip; the adjustment covers exactly the evaluated gates."""
         from quantkit.stats import evaluate
 
-        runnable, skipped = self.split(table)
+        runnable, skipped = self.split(table, allow_skip)
         verdicts = evaluate(
             runnable,
             table.values,
@@ -80,7 +150,23 @@ class GateProfile:
             seed=seed,
             power_tolerance=self.power_tolerance,
         )
-        return verdicts, skipped
+        return GateResults(self.name, tuple(verdicts), tuple(skipped))
+
+
+def _skip_reason(gate: Mapping[str, Any], table: ScoreTable) -> tuple[str, str] | None:
+    metric = gate["metric"]
+    if metric in table.not_measured:
+        return WEIGHTS_ABSENT, f"see 'not measured: {metric}'"
+    compared = [v for v in (gate["variant"], gate.get("reference")) if v]
+    absent = [v for v in compared if v not in table.values]
+    if absent:
+        return VARIANT_NOT_RUN, f"{', '.join(absent)} not among the run's variants {', '.join(table.variants)}"
+    if metric not in table.directions:
+        return METRIC_NOT_REQUESTED, f"no variant of the run has {metric} scores"
+    empty = [v for v in compared if not table.scores(v, metric)]
+    if empty:
+        return NO_SCORES, f"no {metric} scores for {', '.join(empty)}"
+    return None
 
 
 def load_profile(name_or_path: str | Path) -> GateProfile:
@@ -89,8 +175,8 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
     if not path.suffix:
         path = GATES_DIR / f"{name_or_path}.toml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in GATES_DIR.glob("*.toml")))
-        raise QuantkitError(f"no gate profile {name_or_path!r} (looked for {path}); known profiles: {known}")
+        known = sorted(p.stem for p in GATES_DIR.glob("*.toml"))
+        raise QuantkitError(f"no gate profile {str(name_or_path)!r} (looked for {path}){closest(path.stem, known)}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
@@ -105,13 +191,9 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
     gates = tuple(data.get("gate", []))
     if not gates:
         raise QuantkitError(f"gate profile {path} declares no [[gate]]")
-    from quantkit.stats import gate_from_dict
-
-    for index, gate in enumerate(gates):  # validate every gate now, so a typo fails before hours of generation
-        try:
-            gate_from_dict(gate)
-        except QuantkitError as err:
-            raise QuantkitError(f"gate profile {path}, gate #{index + 1}: {err}") from err
+    problems = [f"gate #{index + 1}: {problem}" for index, gate in enumerate(gates) if (problem := _gate_problem(gate))]
+    if problems:  # every gate is checked now, so a typo fails before hours of generation
+        raise QuantkitError(f"gate profile {path}: {'; '.join(problems)}")
     return GateProfile(
         name=path.stem,
         version=str(header.get("version", "1")),
@@ -121,4 +203,24 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
         adjustment=str(header.get("adjustment", "holm")),
         power_tolerance=header.get("power_tolerance"),
         golden_tolerance=GoldenTolerance(**golden_table),
+        allow_skip=check_skip_reasons(header.get("allow_skip", ()), f"gate profile {path}, allow_skip"),
     )
+
+
+def _gate_problem(gate: Mapping[str, Any]) -> str | None:
+    """What is wrong with one gate table, or None: its fields, then its names against what exists."""
+    from quantkit.metrics import available
+    from quantkit.stats import gate_from_dict
+    from quantkit.study import DEFAULT_VARIANTS
+
+    try:
+        gate_from_dict(gate)
+    except QuantkitError as err:
+        return str(err)
+    if gate["metric"] not in available():
+        return f"unknown metric {gate['metric']!r}{closest(gate['metric'], available())}"
+    for field in ("variant", "reference"):
+        name = gate.get(field)
+        if name is not None and name not in DEFAULT_VARIANTS:
+            return f"unknown {field} {name!r}{closest(name, DEFAULT_VARIANTS)}"
+    return None

@@ -25,11 +25,13 @@ GATE_FAMILIES = {
     "ocr": ("ocr_exact", "ocr_ned"),
     "fidelity": ("psnr", "ssim", "lpips"),
 }
+STUDY_OPTIONS = ("--quantkit-model", "--variants", "--prompt-limit", "--quantkit-device")
 CONFIG_KEY = pytest.StashKey["Any"]()
 PROFILE_KEY = pytest.StashKey["Any"]()
 STUDY_KEY = pytest.StashKey["Any"]()
 TABLE_KEY = pytest.StashKey["Any"]()
-VERDICTS_KEY = pytest.StashKey["Any"]()
+RESULTS_KEY = pytest.StashKey["Any"]()
+COUNTS_KEY = pytest.StashKey["dict[str, int]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,6 +46,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--prompt-limit", type=int, default=None, help="stratified prompt subset (default: 10 on tiny)")
     group.addoption("--n-resamples", type=int, default=10_000, help="bootstrap resamples per interval")
     group.addoption("--gates", default=None, help="gate profile name or TOML path (default: tiny / ideogram4)")
+    group.addoption(
+        "--allow-skip",
+        action="append",
+        default=[],
+        metavar="REASON",
+        help="let gates skipped for this reason pass, besides the profile's allow_skip (repeatable)",
+    )
     group.addoption(
         "--quantkit-scores",
         action="append",
@@ -62,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
     silence_third_party_noise()
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
+    config.stash[COUNTS_KEY] = {"gate tests": 0, "evaluated": 0}
+    given = [name for name in STUDY_OPTIONS if config.getoption(name) is not None]
+    if given or config.getoption("--prompts") != "benchmark-v1":
+        study_config(config)  # a bad quantkit option is a usage error now, not a collection error later
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -79,9 +92,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # -- configuration ----------------------------------------------------------------------------------------------
 def study_config(config: pytest.Config) -> Any:
-    """The session's StudyConfig from the options, built once."""
+    """The session's StudyConfig from the options, built once; a bad option is a one-line usage error."""
+    from quantkit.errors import QuantkitError
+
     if CONFIG_KEY not in config.stash:
-        config.stash[CONFIG_KEY] = _study_config(config)
+        try:
+            config.stash[CONFIG_KEY] = _study_config(config)
+        except QuantkitError as err:
+            raise pytest.UsageError(f"quantkit: {err}") from None
     return config.stash[CONFIG_KEY]
 
 
@@ -107,9 +125,10 @@ def _study_config(config: pytest.Config) -> Any:
 
 def gate_profile(config: pytest.Config) -> Any:
     """The session's gate profile (loaded and validated once)."""
-    from quantkit.profiles import load_profile
+    from quantkit.profiles import check_skip_reasons, load_profile
 
     if PROFILE_KEY not in config.stash:
+        check_skip_reasons(config.getoption("--allow-skip"), "--allow-skip")
         name = config.getoption("--gates")
         if name is None:
             name = "tiny" if study_config(config).model == "tiny" else "ideogram4"
@@ -131,14 +150,27 @@ class GateCase:
         return "-".join(p.replace("*", "each") for p in parts if p)
 
 
+@dataclasses.dataclass(frozen=True)
+class BrokenProfile:
+    """A gate profile that cannot be built (a typo, an unknown metric or variant): its test fails with the reason."""
+
+    error: str
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from quantkit.errors import QuantkitError
+
     if "variant" in metafunc.fixturenames:
         names = list(study_config(metafunc.config).variants)
         metafunc.parametrize("variant", names, indirect=True, scope="session", ids=names)
     if "gate_case" in metafunc.fixturenames:
         family = getattr(metafunc.module, "GATE_FAMILY", None)
         metrics = GATE_FAMILIES.get(family) if family else None
-        profile = gate_profile(metafunc.config)
+        try:
+            profile = gate_profile(metafunc.config)
+        except QuantkitError as err:  # a failing test, never a missing one
+            metafunc.parametrize("gate_case", [BrokenProfile(str(err))], ids=["gate-profile"])
+            return
         cases = [GateCase(i, g) for i, g in enumerate(profile.gates) if metrics is None or g["metric"] in metrics]
         if not cases:
             metafunc.parametrize(
@@ -208,11 +240,16 @@ def gate_verdicts(pytestconfig: pytest.Config, quantkit_scores: Any) -> dict[int
     All gates of the profile are evaluated together, so the multiple-comparison adjustment covers the whole run.
     """
     profile = gate_profile(pytestconfig)
-    verdicts, skipped = profile.evaluate(quantkit_scores, n_resamples=pytestconfig.getoption("--n-resamples"))
-    pytestconfig.stash[VERDICTS_KEY] = (verdicts, skipped)
+    results = profile.evaluate(
+        quantkit_scores,
+        allow_skip=pytestconfig.getoption("--allow-skip"),
+        n_resamples=pytestconfig.getoption("--n-resamples"),
+    )
+    pytestconfig.stash[RESULTS_KEY] = results
     by_index: dict[int, list[Any]] = {}
     for index, spec in enumerate(profile.gates):
-        by_index[index] = [v for v in verdicts if _matches(v.gate, spec)] + [s for s in skipped if s.gate is spec]
+        by_index[index] = [v for v in results.verdicts if _matches(v.gate, spec)]
+        by_index[index] += [s for s in results.skipped if s.gate is spec]
     return by_index
 
 
@@ -223,11 +260,16 @@ def _matches(gate: Any, spec: Mapping[str, Any]) -> bool:
 
 
 def check_gate(case: GateCase, verdicts: list[Any], node: pytest.Item | None = None) -> None:
-    """The assertion of a gate test: fail with the verdict's one line, skip a gate that could not be evaluated."""
+    """The assertion of a gate test: fail with the verdict's one line; a gate that could not be evaluated is skipped
+    when its reason is allowed (profile ``allow_skip`` or ``--allow-skip``) and fails otherwise."""
     if not verdicts:
         pytest.fail(f"gate {case.id} produced no verdict", pytrace=False)
     if all(not hasattr(v, "passed") for v in verdicts):
+        if not verdicts[0].allowed:
+            pytest.fail(verdicts[0].message, pytrace=False)
         pytest.skip(verdicts[0].message)
+    if node is not None:
+        node.config.stash[COUNTS_KEY]["evaluated"] += 1
     for verdict in verdicts:
         if node is not None:
             node.user_properties.extend(_properties(verdict))
@@ -248,8 +290,12 @@ def _properties(verdict: Any) -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture
-def quantkit_gate(request: pytest.FixtureRequest, gate_case: GateCase, gate_verdicts: dict) -> Any:
+def quantkit_gate(request: pytest.FixtureRequest, gate_case: GateCase | BrokenProfile) -> Any:
     """Call it to assert the parametrised gate: ``quantkit_gate()``."""
+    request.config.stash[COUNTS_KEY]["gate tests"] += 1
+    if isinstance(gate_case, BrokenProfile):
+        return lambda: pytest.fail(gate_case.error, pytrace=False)
+    gate_verdicts = request.getfixturevalue("gate_verdicts")
     return lambda: check_gate(gate_case, gate_verdicts[gate_case.index], request.node)
 
 
@@ -266,12 +312,27 @@ def quantkit_golden(pytestconfig: pytest.Config) -> Any:
 
 
 # -- reporting --------------------------------------------------------------------------------------------------
+def no_gate_evaluated(config: pytest.Config) -> bool:
+    """Gate tests ran in this session but none of them decided a gate: nothing was checked, so the run fails."""
+    counts = config.stash.get(COUNTS_KEY, {"gate tests": 0, "evaluated": 0})
+    return counts["gate tests"] > 0 and counts["evaluated"] == 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == pytest.ExitCode.OK and no_gate_evaluated(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if VERDICTS_KEY not in config.stash:
+    if no_gate_evaluated(config):
+        terminalreporter.section("quantkit gates", red=True)
+        terminalreporter.write_line("FAILED  no gate was evaluated: every gate test of this run was skipped")
+    if RESULTS_KEY not in config.stash:
         return
     from quantkit.report.summary import format_table, summarize
 
-    verdicts, skipped = config.stash[VERDICTS_KEY]
+    results = config.stash[RESULTS_KEY]
     table = config.stash[TABLE_KEY]
     terminalreporter.section("quantkit study")
     reference = study_config(config).reference
@@ -279,10 +340,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_line(format_table(cells))
     for metric, reason in table.not_measured.items():
         terminalreporter.write_line(f"not measured: {metric}: {reason}")
-    for verdict in verdicts:
-        terminalreporter.write_line(f"{'PASSED' if verdict.passed else 'FAILED':7s} {verdict.message}")
-    for skip in skipped:
-        terminalreporter.write_line(f"SKIPPED {skip.message}")
+    for status, message in results.lines:
+        terminalreporter.write_line(f"{status.upper():7s} {message}")
+    terminalreporter.write_line(results.summary())
 
 
 @pytest.hookimpl(optionalhook=True)

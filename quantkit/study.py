@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from quantkit.errors import CheckpointError, QuantkitError
+from quantkit.errors import CheckpointError, QuantkitError, UsageError
+from quantkit.prompts.benchmark import CALIBRATION_SPLIT
 from quantkit.prompts.prompt import Prompt
 from quantkit.scores import ScoreTable
 
@@ -50,15 +51,30 @@ class StudyConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        """Every name and number a user types is checked here, before any work starts."""
+        from quantkit.pipelines.ideogram4 import PRESETS
+        from quantkit.profiles import closest
+
+        for kind, names, known in (
+            ("variant", [v for v in self.variants if not v.startswith("gguf:")], DEFAULT_VARIANTS),
+            ("metric", self.metrics, METRICS),
+            ("sampler preset", (self.preset,), tuple(PRESETS)),
+        ):
+            for name in names:
+                if name not in known:
+                    raise UsageError(f"unknown {kind} {name!r}{closest(name, known)}")
+        if not self.variants or not self.metrics:
+            raise UsageError("a study needs at least one variant and one metric")
         if self.reference not in self.variants:
-            raise QuantkitError(f"reference variant {self.reference!r} is not among the variants {self.variants}")
-        unknown = sorted(v for v in set(self.variants) - set(DEFAULT_VARIANTS) if not v.startswith("gguf:"))
-        if unknown:
-            raise QuantkitError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_VARIANTS)}")
+            raise UsageError(f"reference variant {self.reference!r} is not among the variants {self.variants}")
+        if self.prompt_limit is not None and self.prompt_limit < 1:
+            raise UsageError(f"prompt limit must be a positive number of prompts, got {self.prompt_limit}")
+        if not 1 <= self.calibration_prompts <= CALIBRATION_SPLIT:
+            raise UsageError(f"calibration_prompts must be 1 to {CALIBRATION_SPLIT} (the calibration split's size)")
         if self.shard is not None:
             index, count = self.shard
             if not 1 <= index <= count:
-                raise QuantkitError(f"shard {index}/{count}: the index must be between 1 and the shard count")
+                raise UsageError(f"shard {index}/{count}: the index must be between 1 and the shard count")
 
     def settings_dict(self) -> dict[str, Any]:
         """The settings that decide every number of the study, recorded with its results."""
@@ -112,6 +128,7 @@ class Variant:
     recipe: Any
     pipeline: Any
     report: Any = None
+    calibration: str = ""  # identity of the calibration it was quantized with ("" if none): part of its image keys
 
 
 class Study:
@@ -128,7 +145,9 @@ class Study:
         from quantkit.prompts.benchmark import load_benchmark
 
         categories = list(self.config.categories) if self.config.categories else None
-        prompts = load_benchmark(self.config.prompts, categories=categories, limit=self.config.prompt_limit)
+        prompts = load_benchmark(
+            self.config.prompts, categories=categories, limit=self.config.prompt_limit, split="evaluation"
+        )
         if self.config.shard is not None:
             index, count = self.config.shard
             prompts = prompts[index - 1 :: count]
@@ -171,46 +190,50 @@ class Study:
         pipe = self._load_pipeline()
         if isinstance(recipe, GGUFFiles):  # loaded from its files, not quantized
             return Variant(name, recipe, pipe, recipe.apply(pipe))
-        calibration = self.calibration() if getattr(recipe, "needs_calibration", False) else None
-        report = quantize_(pipe, recipe, calibration=calibration)
-        return Variant(name, recipe, pipe, report)
+        if getattr(recipe, "needs_calibration", False):
+            stats, identity = self.calibration()
+            report = quantize_(pipe, recipe, calibration=stats)
+            return Variant(name, recipe, pipe, report, calibration=identity)
+        return Variant(name, recipe, pipe, quantize_(pipe, recipe))
 
     @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
-    def calibration(self) -> Any:
-        """Activation statistics of the FP8 source over the calibration prompts, every denoising step, both branches.
+    def calibration(self) -> tuple[Any, str]:
+        """(statistics, identity): activation statistics of the FP8 source over the set's calibration split, every
+        denoising step, both branches; the identity hashes the prompts, the settings and the statistics themselves.
 
-        The calibration prompts are the first prompts of the benchmark that the study does not evaluate, so the
-        statistics never see an evaluated prompt.
+        The calibration split (:func:`quantkit.prompts.benchmark.calibration_split`) is fixed per prompt set and
+        never evaluated, so every shard, subset and prompt order builds the same INT8 model.
         """
         from quantkit.calibrate.run import calibrate_pipeline
         from quantkit.calibrate.stats import CalibrationStats
-        from quantkit.pipelines.cached import pipeline_weights_hash, quantizer_version
+        from quantkit.pipelines.cached import generation_code_version, pipeline_weights_hash, quantizer_version
+        from quantkit.pipelines.ideogram4 import runtime_fingerprint
         from quantkit.prompts.benchmark import load_benchmark
 
-        evaluated = {p.id for p in self.prompts}
-        pool = [p for p in load_benchmark(self.config.prompts) if p.id not in evaluated]
-        prompts = pool[: self.config.calibration_prompts]
+        prompts = load_benchmark(self.config.prompts, split="calibration")[: self.config.calibration_prompts]
         source = self._load_pipeline()
-        key = json.dumps(
-            [
-                pipeline_weights_hash(source, self.cache),
-                quantizer_version(),
-                self.sampler.to_dict(),
-                list(self.config.resolution),
-                [(p.caption, p.seed) for p in prompts],
-                self.config.device,
-            ],
-            sort_keys=True,
-        )
-        path = self.cache.root / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()}.safetensors"
+        inputs = {
+            "weights": pipeline_weights_hash(source, self.cache),
+            "quantizer": quantizer_version("int8"),
+            "generation_code": generation_code_version(source),
+            "runtime": runtime_fingerprint(source),
+            "sampler": self.sampler.to_dict(),
+            "resolution": list(self.config.resolution),
+            "prompts": [(p.id, p.caption, p.seed) for p in prompts],
+        }
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+        path = self.cache.root / "calibration" / f"{key}.safetensors"
         if path.is_file():
             try:
-                return CalibrationStats.load(path)
+                return CalibrationStats.load(path), f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
             except CheckpointError as err:  # a damaged cache entry is recomputed, never used
                 log.warning("calibration cache: %s; recomputing", err)
-        stats = calibrate_pipeline(source, prompts, self.sampler, resolution=self.config.resolution)
+        with _progress(self.progress, len(prompts), "calibrate int8") as bar:
+            stats = calibrate_pipeline(
+                source, prompts, self.sampler, resolution=self.config.resolution, progress=lambda: bar.update()
+            )
         stats.save(path)
-        return stats
+        return stats, f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
 
     # -- images ---------------------------------------------------------------------------------------------------
     def images(self, name: str) -> dict[str, Any]:
@@ -225,12 +248,29 @@ class Study:
                     self.prompts,
                     self.sampler,
                     recipe=variant.recipe,
+                    calibration=variant.calibration,
                     resolution=self.config.resolution,
                     cache=self.cache,
                     progress=lambda _: bar.update(),
                 )
             self._images[name] = {g.prompt_id: g for g in generated}
         return self._images[name]
+
+    def image_keys(self, name: str) -> dict[str, Any]:
+        """prompt id -> the cache key of variant ``name``'s image, without generating (what a rerun would look up)."""
+        from quantkit.pipelines.cached import image_keys
+
+        variant = self.variant(name)
+        keys = image_keys(
+            variant.pipeline,
+            self.prompts,
+            self.sampler,
+            recipe=variant.recipe,
+            calibration=variant.calibration,
+            resolution=self.config.resolution,
+            cache=self.cache,
+        )
+        return {p.id: key for p, key in zip(self.prompts, keys, strict=True)}
 
     # -- scores ---------------------------------------------------------------------------------------------------
     @functools.cached_property
@@ -278,16 +318,20 @@ class Study:
             ids[p.id] = _score_id(metric, ref_key)
         values = {p.id: self.cache.load_score(images[p.id].key, ids[p.id]) for p in prompts}
         todo = [p for p in prompts if values[p.id] is None]
-        if todo:
-            computed = metric.score(
-                [images[p.id].image for p in todo],
-                prompts=[p.raw for p in todo],
-                references=None if references is None else [references[p.id].image for p in todo],
-                texts=[list(p.texts) for p in todo],
-            )
-            for prompt, value in zip(todo, computed, strict=True):
-                self.cache.store_score(images[prompt.id].key, ids[prompt.id], float(value))
-                values[prompt.id] = float(value)
+        step = max(1, getattr(metric, "batch_size", len(todo) or 1))
+        with _progress(self.progress and bool(todo), len(todo), f"score {metric.name}") as bar:
+            for start in range(0, len(todo), step):  # one metric batch at a time (a score never depends on its batch)
+                chunk = todo[start : start + step]
+                computed = metric.score(
+                    [images[p.id].image for p in chunk],
+                    prompts=[p.raw for p in chunk],
+                    references=None if references is None else [references[p.id].image for p in chunk],
+                    texts=[list(p.texts) for p in chunk],
+                )
+                for prompt, value in zip(chunk, computed, strict=True):
+                    self.cache.store_score(images[prompt.id].key, ids[prompt.id], float(value))
+                    values[prompt.id] = float(value)
+                bar.update(len(chunk))
         return values
 
     def facts(self, name: str) -> Any:
@@ -319,11 +363,11 @@ def _score_id(metric: Any, reference_digest: str) -> str:
 class _progress:
     """A tqdm bar on stderr when progress is on (and stderr is a terminal or CI log), else a silent counter."""
 
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
+    def __init__(self, enabled: bool, total: int, desc: str, unit: str = "img") -> None:
         from tqdm import tqdm
 
         disable = not enabled or bool(os.environ.get("QUANTKIT_NO_PROGRESS"))
-        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=disable)
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, disable=disable)
 
     def __enter__(self) -> Any:
         return self.bar

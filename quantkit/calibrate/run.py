@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from quantkit.calibrate.stats import CalibrationStats, StatsCollector
@@ -12,10 +12,16 @@ from quantkit.quantize import BRANCHES
 
 
 def calibrate_pipeline(
-    pipe: Any, prompts: Sequence[Prompt], settings: Any, *, resolution: tuple[int, int]
+    pipe: Any,
+    prompts: Sequence[Prompt],
+    settings: Any,
+    *,
+    resolution: tuple[int, int],
+    progress: Callable[[], None] | None = None,
 ) -> CalibrationStats:
     """Statistics of both transformers over every denoising step of every prompt (each prompt is a new run, so
-    step indices restart; the unconditional branch sees its own, text-free inputs)."""
+    step indices restart; the unconditional branch sees its own, text-free inputs). ``progress`` is called after
+    each prompt (calibration is minutes of generation on real weights)."""
     from quantkit.pipelines.ideogram4 import generate
 
     if not prompts:
@@ -25,4 +31,6 @@ def calibrate_pipeline(
             if index:
                 collector.new_run()
             generate(pipe, [prompt], settings, resolution=resolution)
+            if progress is not None:
+                progress()
     return collector.result()

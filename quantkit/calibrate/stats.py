@@ -145,6 +145,10 @@ class CalibrationStats:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """One safetensors file; tensor keys are ``branch::layer::field``; the layout lives in the metadata."""
+        write_bytes(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The safetensors serialisation (deterministic: safetensors sorts tensors by name)."""
         tensors = {
             _SEP.join((branch, name, field)): getattr(stats, field).contiguous()
             for branch, layers in self.branches.items()
@@ -158,7 +162,7 @@ class CalibrationStats:
             "runs": str(self.runs),
             "layout": json.dumps(layout, sort_keys=True),
         }
-        write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
+        return safetensors.torch.save(tensors, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CalibrationStats:

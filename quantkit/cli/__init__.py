@@ -1,4 +1,9 @@
-"""The ``quantkit`` command: one subcommand module per verb, each with ``add_parser`` and ``run``."""
+"""The ``quantkit`` command: one subcommand module per verb, each with ``add_parser`` and ``run``.
+
+Exit codes: 0 success, 1 a gate failed (or a verification found differences), 2 a usage or input error (one
+line on stderr, never a traceback: a typo, a damaged --model, an unwritable --out or cache, a full disk), 130 an
+interrupted run (Ctrl-C; what was cached is kept and a rerun resumes).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ import sys
 from quantkit.errors import QuantkitError
 from quantkit.quiet import silence_third_party_noise
 
-SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "plan", "ablate")
+SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "prompts", "plan", "ablate")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,4 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except QuantkitError as err:
         print(f"quantkit {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OSError as err:  # the environment refused something quantkit did not wrap: still one line
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"quantkit {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as err:
+        print(f"quantkit {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -49,9 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         _add_model_options(sub)
         _add_set_options(sub)
         sub.set_defaults(run=run)
-    sub = verbs.add_parser("verify", help="check a golden set's files against its manifest")
+    sub = verbs.add_parser("recipes", help="check the published recipes against golden/recipes.json")
+    sub.add_argument("--update", action="store_true", help="rewrite the golden on purpose (say why in the commit)")
+    sub.set_defaults(run=run_recipes)
+    sub = verbs.add_parser(
+        "verify", help="check golden sets' files against their manifests (default: every recorded set)"
+    )
     _add_set_options(sub)
-    sub.add_argument("--prompt-set", required=True)
+    sub.add_argument("--prompt-set", help="one set, e.g. benchmark-v1-limit10 (default: every set of the profile)")
     sub.add_argument(
         "--regenerate",
         action="store_true",
@@ -90,12 +95,41 @@ def _resolution(text: str) -> tuple[int, int]:
     return height, width
 
 
+def run_recipes(args: argparse.Namespace) -> int:
+    from quantkit import published
+
+    if args.update:
+        changes = published.update()
+        print(f"updated {published.GOLDEN}: " + ("; ".join(changes) or "no changes"))
+        return 0
+    changes = published.drift()
+    if changes:
+        print(f"{published.DRIFT} (`{published.UPDATE}`):\n  " + "\n  ".join(changes), file=sys.stderr)
+        return 1
+    print(f"{published.GOLDEN}: the published recipes match")
+    return 0
+
+
+def recorded_sets(root: Path, profile: str | None = None) -> list[golden.GoldenSet]:
+    """Every golden set under ``root`` (of one model profile if given): folders holding a manifest."""
+    manifests = sorted(Path(root).glob(f"{profile or '*'}/*/{golden.MANIFEST}"))
+    return [golden.GoldenSet(m.parent.parent.name, m.parent.name, Path(root)) for m in manifests]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.verb == "verify" and args.prompt_set is None and not args.regenerate:
+        return _verify_all(args)
     folder = model_dir(args.model)
     is_tiny = folder.resolve() == TINY_MODEL_DIR.resolve()
     profile = args.profile or ("tiny" if is_tiny else folder.name)
     if args.verb == "verify":
-        return _verify(args, golden.GoldenSet(profile, args.prompt_set, args.root))
+        if args.prompt_set is None:
+            raise StoreError("--regenerate needs --prompt-set, the set to regenerate")
+        target = golden.GoldenSet(profile, args.prompt_set, args.root)
+        if not (target.dir / golden.MANIFEST).is_file():
+            names = ", ".join(f"{s.profile}/{s.prompt_set}" for s in recorded_sets(args.root)) or "none"
+            raise StoreError(f"no {target}; recorded sets: {names}")
+        return _verify(args, target)
     prompts = read_prompts(args.prompts, args.prompt_limit)
     target = golden.GoldenSet(profile, args.prompt_set or golden_set_name(args.prompts, args.prompt_limit), args.root)
     settings = PRESETS[args.preset or ("SMOKE" if is_tiny else "V4_QUALITY_48")]
@@ -111,6 +145,23 @@ def run(args: argparse.Namespace) -> int:
         change = golden.update(target, images, scores, **record)
         print(f"updated {target}: {change.summary()}")
     return 0
+
+
+def _verify_all(args: argparse.Namespace) -> int:
+    """``golden verify`` with no set: every recorded set (of ``--profile`` if given); all problems, then exit 1."""
+    sets = recorded_sets(args.root, args.profile)
+    if not sets:
+        raise StoreError(f"no golden sets under {args.root}" + (f" for profile {args.profile}" if args.profile else ""))
+    failed = 0
+    for target in sets:
+        try:
+            manifest = golden.verify(target)
+        except StoreError as err:
+            print(f"{target}: {err}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{target}: {len(manifest['files'])} files match the manifest")
+    return 1 if failed else 0
 
 
 def _verify(args: argparse.Namespace, target: golden.GoldenSet) -> int:
@@ -168,14 +219,14 @@ def golden_set_name(prompts: str, limit: int | None) -> str:
 
 
 def read_prompts(source: str | Path, limit: int | None = None) -> list[Prompt]:
-    """A benchmark by name (with its stratified ``limit`` subset), or a prompt set file as JSON lines: ``id`` and
-    ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``, ``texts``, ``seed``
-    are optional."""
+    """A benchmark by name (its evaluation split, with its stratified ``limit`` subset), or a prompt set file as
+    JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``,
+    ``texts``, ``seed`` are optional."""
     path = Path(source)
     if not path.suffix:
         from quantkit.prompts.benchmark import load_benchmark
 
-        return load_benchmark(str(source), limit=limit)
+        return load_benchmark(str(source), limit=limit, split="evaluation")  # the prompts a study evaluates
     prompts = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -7,6 +7,7 @@ import os
 
 from quantkit.errors import QuantkitError
 from quantkit.gguf_variant import parse_variants
+from quantkit.profiles import SKIP_REASONS
 from quantkit.study import DEFAULT_VARIANTS, METRICS, StudyConfig
 
 # The embedded tiny model runs a smoke-sized study; real weights run the published protocol.
@@ -40,6 +41,17 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default: %(default)s)")
     group.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+
+
+def add_allow_skip(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-skip",
+        action="append",
+        default=[],
+        metavar="REASON",
+        help=f"let gates skipped for this reason pass, besides the profile's allow_skip (repeatable): "
+        f"{'; '.join(SKIP_REASONS)}",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:

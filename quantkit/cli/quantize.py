@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from quantkit.cli.options import add_run_options, config_from_args
+from quantkit.errors import Interrupted
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,12 +29,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from quantkit.atomic import check_writable_dir
     from quantkit.study import Study
     from quantkit.variants import save_variant
 
     args.variants = f"{args.variant},fp8" if args.variant != "fp8" else "fp8"
     study = Study(config_from_args(args), progress=not args.quiet)
-    variant = study.variant(args.variant)
+    check_writable_dir(args.out, "variant folder (--out)")
+    check_writable_dir(study.cache.root, "cache folder ($QUANTKIT_CACHE or --cache)")
+    try:
+        variant = study.variant(args.variant)
+    except KeyboardInterrupt as err:
+        raise Interrupted("nothing saved; the calibration, once finished, is cached") from err
     print(variant.report.format_table())
     save_variant(variant.pipeline, variant.recipe, args.out)
     files = ", ".join(

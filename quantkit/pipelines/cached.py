@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,19 +17,75 @@ from quantkit.prompts.prompt import Prompt
 from quantkit.store.cache import ImageCache, ImageKey, canonical_json, weights_hash
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-# The code a quantized image depends on besides the recipe itself (modules that do not exist yet are skipped).
-QUANTIZER_SOURCES = ("codecs", "nn", "io", "calibrate", "quantize.py", "recipes.py")
+# The code a quantized image depends on besides the recipe itself: the files every format runs, then each format's
+# own (a folder stands for its .py files). A test checks that every file of these packages is listed and that a
+# format's files import nothing of another format's, so an edit to one codec re-generates only its variant.
+QUANTIZER_COMMON = (
+    "quantize.py",
+    "recipes.py",
+    "codecs/__init__.py",
+    "codecs/base.py",
+    "nn/__init__.py",
+    "nn/base.py",
+)
+QUANTIZER_SOURCES = {
+    "fp8_e4m3": ("codecs/fp8_e4m3.py", "nn/fp8.py"),
+    "int8": ("codecs/int8.py", "nn/w8a8.py", "calibrate"),
+    "q4_k": ("codecs/q4_k.py", "codecs/_q4_k_kernel.py", "nn/gguf.py"),
+    "q8_0": ("codecs/q8_0.py", "nn/gguf.py"),
+    "nf4": ("codecs/nf4.py", "nn/nf4.py"),
+}
+# The generation code path of every image: quantkit's adapter (seeding, sampler arguments, decoding).
+GENERATION_SOURCES = ("pipelines/ideogram4.py",)
+
+
+def source_files(names: Sequence[str]) -> list[Path]:
+    """The .py files ``names`` stand for (paths under the package; a folder means its .py files), sorted."""
+    files = set()
+    for name in names:
+        path = PACKAGE_ROOT / name
+        files.update(path.rglob("*.py") if path.is_dir() else [path] if path.is_file() else [])
+    return sorted(files)
+
+
+def _digest(files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for source in files:
+        label = source.relative_to(PACKAGE_ROOT).as_posix() if source.is_relative_to(PACKAGE_ROOT) else source.name
+        digest.update(label.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @functools.cache
-def quantizer_version() -> str:
-    """sha256 of the quantizer source files: an edit to a codec or layer invalidates the quantized images."""
-    digest = hashlib.sha256()
-    for name in QUANTIZER_SOURCES:
-        path = PACKAGE_ROOT / name
-        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []:
-            digest.update(source.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + source.read_bytes())
-    return digest.hexdigest()
+def quantizer_version(fmt: str | None = None) -> str:
+    """sha256 of the quantizer code a format runs (all formats' code when ``fmt`` is None): an edit to a codec or
+    layer invalidates exactly the images quantized with it."""
+    if fmt is not None and fmt not in QUANTIZER_SOURCES:
+        raise ValueError(f"no quantizer sources listed for format {fmt!r}; add them to QUANTIZER_SOURCES")
+    names = [n for f, own in QUANTIZER_SOURCES.items() if fmt in (None, f) for n in own]
+    return _digest(source_files([*QUANTIZER_COMMON, *names]))
+
+
+def generation_sources(pipe: Ideogram4Pipeline) -> list[Path]:
+    """The files that turn a caption and seed into pixels besides the weights: quantkit's adapter and the diffusers /
+    transformers modules of the pipeline, its scheduler (the sampler), both transformers, VAE, text encoder,
+    tokenizer and image processor."""
+    parts = [pipe, pipe.scheduler, pipe.transformer, pipe.unconditional_transformer, pipe.vae, pipe.text_encoder]
+    parts += [pipe.tokenizer, pipe.image_processor]
+    modules = {sys.modules[type(part).__module__].__file__ for part in parts}
+    return source_files(GENERATION_SOURCES) + sorted(Path(m) for m in modules if m)
+
+
+@functools.cache
+def _generation_digest(signature: tuple[tuple[Path, int, int], ...]) -> str:
+    return _digest([path for path, _, _ in signature])
+
+
+def generation_code_version(pipe: Ideogram4Pipeline) -> str:
+    """sha256 of :func:`generation_sources`: editing how a seed is used, or the sampler, re-generates every image.
+    Remembered per file size and mtime, so the files are read once per process unless they change."""
+    files = generation_sources(pipe)
+    return _generation_digest(tuple((p, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 
 
 def recipe_id(recipe: Any) -> str:
@@ -47,11 +104,15 @@ def image_key(
     settings: SamplerSettings,
     resolution: tuple[int, int],
     runtime: str,
+    generation_code: str,
+    calibration: str = "",
 ) -> ImageKey:
     return ImageKey(
         weights_hash=weights,
         recipe=recipe_id(recipe),
-        quantizer_version="" if recipe is None else quantizer_version(),
+        quantizer_version="" if recipe is None else quantizer_version(recipe.format),
+        calibration=calibration,
+        generation_code=generation_code,
         caption=prompt.caption,
         seed=prompt.seed,
         sampler=canonical_json(settings.to_dict()),
@@ -65,27 +126,52 @@ def pipeline_weights_hash(pipe: Ideogram4Pipeline, cache: ImageCache) -> str:
     return weights_hash(pipe.name_or_path, cache)
 
 
+def image_keys(
+    pipe: Ideogram4Pipeline,
+    prompts: Sequence[Prompt],
+    settings: SamplerSettings,
+    *,
+    recipe: Any = None,
+    calibration: str = "",
+    resolution: tuple[int, int] = TINY_RESOLUTION,
+    cache: ImageCache | None = None,
+) -> list[ImageKey]:
+    """The cache key of each prompt's image from ``pipe`` (quantized with ``recipe``, calibrated on the statistics
+    whose identity is ``calibration``), without generating anything."""
+    cache = cache or ImageCache()
+    common = {
+        "weights": pipeline_weights_hash(pipe, cache),
+        "recipe": recipe,
+        "calibration": calibration,
+        "settings": settings,
+        "resolution": resolution,
+        "runtime": runtime_fingerprint(pipe),
+        "generation_code": generation_code_version(pipe),
+    }
+    return [image_key(prompt=prompt, **common) for prompt in prompts]
+
+
 def generate_cached(
     pipe: Ideogram4Pipeline,
     prompts: Sequence[Prompt],
     settings: SamplerSettings,
     *,
     recipe: Any = None,
+    calibration: str = "",
     resolution: tuple[int, int] = TINY_RESOLUTION,
     cache: ImageCache | None = None,
     progress: Callable[[GeneratedImage], None] | None = None,
 ) -> list[GeneratedImage]:
     """Like :func:`generate`, but every image whose key is cached is read back (``cached=True``) instead of
-    generated; fresh images are stored. ``recipe`` is the variant already applied to ``pipe`` (None if unquantized).
+    generated; fresh images are stored. ``recipe`` is the variant already applied to ``pipe`` (None if unquantized),
+    ``calibration`` the identity of the statistics it was calibrated on ("" if none).
     """
     cache = cache or ImageCache()
-    weights = pipeline_weights_hash(pipe, cache)
-    runtime = runtime_fingerprint(pipe)
+    keys = image_keys(
+        pipe, prompts, settings, recipe=recipe, calibration=calibration, resolution=resolution, cache=cache
+    )
     results: list[GeneratedImage] = []
-    for prompt in prompts:
-        key = image_key(
-            weights=weights, recipe=recipe, prompt=prompt, settings=settings, resolution=resolution, runtime=runtime
-        )
+    for prompt, key in zip(prompts, keys, strict=True):
         hit = cache.load(key)
         if hit is not None:
             result = GeneratedImage(

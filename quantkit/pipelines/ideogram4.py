@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from diffusers import Ideogram4Pipeline
 from PIL import Image
+from safetensors import SafetensorError
 
-from quantkit.errors import CaptionError, MissingWeightsError, QuantkitError
+from quantkit.errors import CaptionError, CheckpointError, MissingWeightsError, QuantkitError
 from quantkit.prompts.prompt import Prompt
 from quantkit.store.cache import ImageKey
 
@@ -131,8 +132,16 @@ def load_pipeline(
     device = torch.device(device)
     if dtype is None:
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    with _quiet_loading():
-        pipe = Ideogram4Pipeline.from_pretrained(model_dir(source), dtype=dtype)
+    folder = model_dir(source)
+    try:
+        with _quiet_loading():
+            pipe = Ideogram4Pipeline.from_pretrained(folder, dtype=dtype)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # damaged or partial files in the folder
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"cannot load the Ideogram 4 pipeline from {folder}: {first} (a truncated or partial download? "
+            "re-copy the folder's files)"
+        ) from err
     pipe.set_progress_bar_config(disable=True)
     place(pipe, device, offload, offload_dir)
     return pipe

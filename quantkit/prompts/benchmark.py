@@ -9,7 +9,9 @@ manifest is an error, and a change is written as a new version.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -18,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from quantkit.atomic import write_bytes, write_json
-from quantkit.errors import CaptionError, StoreError
+from quantkit.errors import CaptionError, StoreError, UsageError
 from quantkit.prompts.caption import canonical_json, parse
 from quantkit.prompts.prompt import Prompt
 
 GOLDEN_PROMPTS = Path(__file__).resolve().parents[2] / "golden" / "prompts"
 DEFAULT_VERSION = "benchmark-v1"
+CALIBRATION_SPLIT = 4  # prompts per set reserved for calibration (INT8 SmoothQuant and fragility)
+SPLITS = ("all", "evaluation", "calibration")
 LINE_KEYS = ("id", "category", "raw", "texts", "seed", "expander", "caption")
 
 
@@ -52,18 +56,55 @@ def load_benchmark(
     *,
     categories: Iterable[str] | None = None,
     limit: int | None = None,
+    split: str = "all",
 ) -> list[Prompt]:
     """The prompts of a verified set, in file order, optionally filtered to ``categories``; ``limit`` takes a
-    deterministic subset stratified across categories (round robin, each category in file order)."""
+    deterministic subset stratified across categories (round robin, each category in file order).
+
+    ``split``: ``"all"``, ``"evaluation"`` (what studies score: the set without its calibration split) or
+    ``"calibration"`` (:func:`calibration_split`, sorted by id).
+    """
     prompts = [entry.prompt for entry in read_entries(path_or_name)]
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split != "all":
+        reserved = calibration_split(prompts)
+        if split == "calibration":
+            return reserved
+        prompts = [p for p in prompts if p not in reserved]
     if categories is not None:
         wanted = set(categories)
-        unknown = wanted - {p.category for p in prompts}
-        if unknown:
-            known = sorted({p.category for p in prompts})
-            raise ValueError(f"unknown categories {sorted(unknown)} in {path_or_name}; known: {known}")
+        known = sorted({p.category for p in prompts})
+        for category in sorted(wanted - set(known)):
+            raise UsageError(f"unknown category {category!r} in {path_or_name}{_closest(category, known)}")
         prompts = [p for p in prompts if p.category in wanted]
+    if limit is not None and limit < 1:
+        raise UsageError(f"prompt limit must be a positive number of prompts, got {limit}")
     return prompts if limit is None else stratified(prompts, limit)
+
+
+def calibration_split(prompts: Sequence[Prompt], size: int = CALIBRATION_SPLIT) -> list[Prompt]:
+    """The prompts a set reserves for calibration, sorted by id: round robin over the categories in name order, each
+    category from its highest id down; at most half the set.
+
+    It depends only on the set's ids and categories, never on the file order, a shard, a category filter or a
+    subset, so every run of a set calibrates INT8 on the same prompts and no study ever evaluates them.
+    """
+    queues = {}
+    for prompt in sorted(prompts, key=lambda p: p.id, reverse=True):
+        queues.setdefault(prompt.category, []).append(prompt)
+    wanted = min(size, len(prompts) // 2)
+    chosen: list[Prompt] = []
+    while len(chosen) < wanted:
+        for category in sorted(queues):
+            if queues[category] and len(chosen) < wanted:
+                chosen.append(queues[category].pop(0))
+    return sorted(chosen, key=lambda p: p.id)
+
+
+def _closest(name: str, known: Sequence[str]) -> str:
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else f"; known: {', '.join(known)}"
 
 
 def stratified(prompts: Sequence[Prompt], limit: int) -> list[Prompt]:
@@ -110,7 +151,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise StoreError(f"benchmark manifest {path} is missing or unreadable ({exc}); restore it from git") from exc
+        prompts = path.with_name(path.name.removesuffix(".manifest.json") + ".jsonl")
+        fix = (
+            "restore it from git"
+            if path.parent == GOLDEN_PROMPTS
+            else f"for your own prompt file, write it with `quantkit prompts manifest {prompts}`"
+        )
+        reason = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({exc})"
+        raise StoreError(f"prompt set manifest {path} is {reason}; {fix}") from exc
     if not isinstance(manifest, dict) or manifest.get("version") != path.name.removesuffix(".manifest.json"):
         raise StoreError(f"benchmark manifest {path} does not name its own version; restore it from git")
     return manifest
@@ -149,6 +197,35 @@ def summarize(entries: Sequence[BenchmarkEntry]) -> dict[str, Any]:
         "text_prompts": sum(1 for e in entries if e.prompt.texts),
         "expanders": dict(collections.Counter(e.expander for e in entries)),
     }
+
+
+def write_manifest(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Validate a prompt file line by line and write its manifest beside it (what :func:`read_entries` checks)."""
+    path, manifest_path = paths_for(Path(path))
+    if path.suffix != ".jsonl":
+        raise UsageError(f"{path}: a prompt file is JSON lines named <version>.jsonl")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from exc
+    entries = [_entry(path, number, line) for number, line in enumerate(data.decode("utf-8").splitlines(), 1)]
+    if not entries:
+        raise UsageError(f"{path} holds no prompts")
+    ids = collections.Counter(e.prompt.id for e in entries)
+    if duplicated := sorted(i for i, n in ids.items() if n > 1):
+        raise StoreError(f"{path}: duplicate prompt ids {duplicated}; ids pair scores and must be unique")
+    digest = hashlib.sha256(data).hexdigest()
+    version = path.name.removesuffix(".jsonl")
+    if manifest_path.exists() and not force:
+        with contextlib.suppress(StoreError):
+            if read_manifest(manifest_path).get("sha256") != digest:
+                raise UsageError(
+                    f"{manifest_path} records other content; a prompt set is frozen under its name: save the change "
+                    "under a new file name, or pass --force if no scores of the old content matter"
+                )
+    write_json(manifest_path, {"version": version, "file": path.name, "sha256": digest, **summarize(entries)})
+    read_entries(path)  # what was written must load
+    return manifest_path
 
 
 def write_benchmark(

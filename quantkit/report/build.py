@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from quantkit.profiles import GateResults
 from quantkit.report.html import write_report
 from quantkit.report.summary import VariantFacts, format_table, summarize
 from quantkit.scores import ScoreTable
@@ -14,19 +15,19 @@ from quantkit.scores import ScoreTable
 
 @dataclasses.dataclass(frozen=True)
 class BuiltReport:
-    table_text: str
+    table_text: str  # the study table, then each metric not measured with its reason, once
     verdict_lines: list[tuple[str, str]]  # (passed | failed | skipped, one-line message)
     index: Path
-    failed: int
+    gates: GateResults | None  # None when the run applies no gates (CI shards)
 
+    @property
+    def failed(self) -> int:
+        return self.gates.failed if self.gates is not None else 0
 
-def gate_lines(profile: Any, table: ScoreTable, n_resamples: int) -> list[tuple[str, str]]:
-    """Every gate of ``profile`` as (status, message); an underpowered pass says so in its message."""
-    if profile is None:
-        return []
-    verdicts, skipped = profile.evaluate(table, n_resamples=n_resamples)
-    lines = [("passed" if v.passed else "failed", v.message) for v in verdicts]
-    return lines + [("skipped", s.message) for s in skipped]
+    def printed(self) -> str:
+        """What the commands print: the table, the not-measured reasons, one line per gate and the gate summary."""
+        lines = [self.table_text, *(f"{status.upper():7s} {message}" for status, message in self.verdict_lines)]
+        return "\n".join(lines + ([self.gates.summary()] if self.gates is not None else []))
 
 
 def render(
@@ -41,10 +42,12 @@ def render(
     images: Mapping[str, Mapping[str, Any]] | None = None,
     captions: Mapping[str, str] | None = None,
     n_resamples: int = 10_000,
+    allow_skip: Sequence[str] = (),
 ) -> BuiltReport:
     facts = facts or {}
     cells = summarize(table, reference=reference, n_resamples=n_resamples)
-    lines = gate_lines(profile, table, n_resamples)
+    gates = None if profile is None else profile.evaluate(table, allow_skip=allow_skip, n_resamples=n_resamples)
+    lines = [] if gates is None else gates.lines
     if profile is not None:
         settings = {**settings, "gates": f"{profile.name} v{profile.version} ({profile.adjustment})"}
     index = write_report(
@@ -61,10 +64,12 @@ def render(
     text = format_table(cells, facts)
     if table.not_measured:
         text += "\n" + "\n".join(f"not measured: {m}: {r}" for m, r in table.not_measured.items())
-    return BuiltReport(text, lines, index, sum(1 for status, _ in lines if status == "failed"))
+    return BuiltReport(text, lines, index, gates)
 
 
-def build_report(study: Any, profile: Any, *, out_dir: str | Path, n_resamples: int = 10_000) -> BuiltReport:
+def build_report(
+    study: Any, profile: Any, *, out_dir: str | Path, n_resamples: int = 10_000, allow_skip: Sequence[str] = ()
+) -> BuiltReport:
     """The report of a scored :class:`quantkit.study.Study`, with its images, sizes and latencies."""
     config = study.config
     images = {name: {pid: g.image for pid, g in study.images(name).items()} for name in config.variants}
@@ -81,4 +86,5 @@ def build_report(study: Any, profile: Any, *, out_dir: str | Path, n_resamples: 
         images=images,
         captions=captions,
         n_resamples=n_resamples,
+        allow_skip=allow_skip,
     )

@@ -97,9 +97,23 @@ def _ocr_markdown(ocr: Mapping[str, Mapping[str, float]]) -> str:
 
 def pareto_png(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, VariantFacts]) -> bytes | None:
     """Quality (the first measured metric of PARETO_METRIC_ORDER) against on-disk size, one point per variant."""
+    figure = pareto_figure(cells, facts)
+    if figure is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def pareto_figure(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, VariantFacts]) -> Any:
+    """The Pareto plot as a matplotlib figure (None with fewer than two points); every label is placed where it
+    covers no point and no other label."""
     metric = next((m for m in PARETO_METRIC_ORDER if any(m in row and row[m].n for row in cells.values())), None)
     points = [
-        (v, facts[v].disk_bytes, row[metric].mean)
+        (v, facts[v].disk_bytes / 1e6, row[metric].mean)
         for v, row in cells.items()
         if metric and v in facts and facts[v].disk_bytes and row[metric].n
     ]
@@ -111,21 +125,55 @@ def pareto_png(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, Vari
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for index, (name, size, value) in enumerate(sorted(points, key=lambda p: p[1])):
-        ax.scatter(size / 1e6, value)
-        # neighbours in size alternate above and below their point so close variants stay readable
-        offset = (4, 5) if index % 2 == 0 else (4, -11)
-        ax.annotate(name, (size / 1e6, value), textcoords="offset points", xytext=offset, fontsize=8)
+    for _, size, value in points:
+        ax.scatter(size, value, s=MARKER_AREA)
+    ax.margins(0.2)
     ax.set_xlabel("size of the transformers' linear layers (MB)")
     versus = " vs the reference" if metric in ("lpips", "ssim", "psnr") else ""
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}{versus} (mean)")
     ax.set_title("quality versus size")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    _place_labels(fig, ax, points)
+    return fig
+
+
+MARKER_AREA = 36  # points^2, matplotlib's default scatter size
+# Label offsets from the point (in points), nearest first: right, left, above, below, then the diagonals, further out.
+_OFFSETS = [
+    (dx * r, dy * r)
+    for r in (1, 2, 3, 4)
+    for dx, dy in ((6, -3), (-6, -3), (0, 6), (0, -12), (6, 6), (-6, 6), (6, -12), (-6, -12))
+]
+
+
+def _place_labels(fig: Any, ax: Any, points: Sequence[tuple[str, float, float]]) -> None:
+    """Try each offset in turn; keep the first whose text box overlaps no marker, no placed label, and stays in
+    the figure (the last candidate is kept if none is free, which only happens with many coincident points)."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    radius = (MARKER_AREA**0.5 / 2) * fig.dpi / 72 + 1  # marker radius in pixels, plus a pixel of air
+    centres = [ax.transData.transform((size, value)) for _, size, value in points]
+    markers = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
+    placed: list[Any] = []
+    for name, size, value in points:
+        for dx, dy in _OFFSETS:
+            label = ax.annotate(
+                name,
+                (size, value),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                fontsize=8,
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+            )
+            box = label.get_window_extent(renderer)
+            inside = fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in [*markers, *placed]):
+                break
+            if (dx, dy) != _OFFSETS[-1]:
+                label.remove()
+        placed.append(box)
 
 
 def _data_uri(png: bytes) -> str:

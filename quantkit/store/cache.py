@@ -48,12 +48,17 @@ def canonical_json(obj: Any) -> str:
 @dataclasses.dataclass(frozen=True)
 class ImageKey:
     """Everything that decides an image's pixels. ``recipe`` is ``"none"`` or ``"<name>@<recipe hash>"``;
-    ``quantizer_version`` is empty for unquantized images; ``sampler`` is the canonical JSON of the sampler settings;
-    ``runtime`` names device type, dtype and library versions (CPU and CUDA images differ)."""
+    ``quantizer_version`` (the hash of the quantizer code the recipe's format runs) is empty for unquantized images;
+    ``calibration`` identifies the calibration a recipe used (prompts, settings, the statistics' hash; empty if
+    none); ``generation_code`` hashes the code path from caption to pixels (the pipeline adapter, the diffusers
+    pipeline, its sampler and models); ``sampler`` is the canonical JSON of the sampler settings; ``runtime`` names
+    device type, dtype and library versions (CPU and CUDA images differ)."""
 
     weights_hash: str
     recipe: str
     quantizer_version: str
+    calibration: str
+    generation_code: str
     caption: str
     seed: int
     sampler: str
@@ -83,6 +88,7 @@ class ImageCache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root if root is not None else os.environ.get(CACHE_ENV) or DEFAULT_ROOT)
+        self.stored = 0  # images written by this object: what an interrupted run reports as kept
 
     def image_path(self, key: ImageKey) -> Path:
         digest = key.digest
@@ -124,6 +130,7 @@ class ImageCache:
         image.save(buffer, format="PNG", pnginfo=info)
         path = self.image_path(key)
         atomic.write_bytes(path, buffer.getvalue())
+        self.stored += 1
         return path
 
     def load_score(self, key: ImageKey, metric: str) -> float | None:

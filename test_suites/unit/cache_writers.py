@@ -9,7 +9,9 @@ from PIL import Image
 
 from quantkit.store.cache import ImageCache, ImageKey
 
-SHARED_KEY = ImageKey("w" * 64, "none", "", '{"high_level_description":"A fox."}', 7, "{}", (64, 64), "{}")
+SHARED_KEY = ImageKey(
+    "w" * 64, "none", "", "", "g" * 64, '{"high_level_description":"A fox."}', 7, "{}", (64, 64), "{}"
+)
 
 
 def noise_image(seed: int, size: int = 16) -> Image.Image:

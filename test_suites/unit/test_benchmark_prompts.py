@@ -11,7 +11,7 @@ import pytest
 
 from quantkit.errors import CaptionError, StoreError
 from quantkit.prompts.authoring import build, read_source
-from quantkit.prompts.benchmark import GOLDEN_PROMPTS, load_benchmark, read_entries, stratified
+from quantkit.prompts.benchmark import GOLDEN_PROMPTS, calibration_split, load_benchmark, read_entries, stratified
 from quantkit.prompts.caption import canonical_json, parse, validate
 from quantkit.prompts.expanders.base import ExpansionRequest, expand
 from quantkit.prompts.expanders.template import TemplateExpander
@@ -99,8 +99,19 @@ def test_categories_filter_and_limit_is_stratified_deterministic_and_includes_te
     assert len({p.category for p in eight}) == 8 and sum(bool(p.texts) for p in eight) >= 2
     assert [p.id for p in smoke] == sorted((p.id for p in smoke), key=[q.id for q in prompts_v1].index)
     assert load_benchmark(limit=1000) == prompts_v1
-    with pytest.raises(ValueError, match="unknown categories"):
+    with pytest.raises(ValueError, match="unknown category 'sculpture'"):
         load_benchmark(categories=["sculpture"])
+    with pytest.raises(ValueError, match=r"unknown category 'posterz' in benchmark-v1 \(did you mean 'posters'\?\)"):
+        load_benchmark(categories=["posterz"])
+    with pytest.raises(ValueError, match="positive number of prompts, got -1"):
+        load_benchmark(limit=-1)
+
+
+def test_the_calibration_split_depends_on_ids_and_categories_only(prompts_v1):
+    split = calibration_split(prompts_v1)
+    assert split == calibration_split(list(reversed(prompts_v1))) == load_benchmark(split="calibration")
+    assert len(split) == 4 and len({p.category for p in split}) == 4
+    assert [p.id for p in split] == sorted(p.id for p in split)
 
 
 def test_stratified_takes_round_robin_until_categories_run_out(prompts_v1):

@@ -27,6 +27,8 @@ KEY = ImageKey(
     weights_hash="w" * 64,
     recipe="none",
     quantizer_version="",
+    calibration="",
+    generation_code="g" * 64,
     caption='{"high_level_description":"A red fox in snow."}',
     seed=7,
     sampler='{"steps":2}',
@@ -37,6 +39,8 @@ CHANGED_PARTS = {
     "weights_hash": "v" * 64,
     "recipe": "q4_k@abc",
     "quantizer_version": "0123",
+    "calibration": "prompts-and-stats",
+    "generation_code": "h" * 64,
     "caption": '{"high_level_description":"A red fox in rain."}',
     "seed": 8,
     "sampler": '{"steps":4}',
@@ -54,7 +58,7 @@ def same_pixels(a: Image.Image, b: Image.Image) -> bool:
 
 
 class Recipe:
-    name, hash = "q8_0", "f00d"
+    name, hash, format = "q8_0", "f00d", "q8_0"
 
 
 def test_a_stored_image_comes_back_losslessly_with_its_cost(tmp_path):
@@ -156,8 +160,9 @@ def test_recipe_ids_name_the_recipe_and_its_hash():
 
 def test_only_quantized_images_depend_on_the_quantizer_code():
     parts = {"weights": "w", "prompt": PROMPTS[0], "settings": FAST, "resolution": SMALL, "runtime": "r"}
+    parts["generation_code"] = "g"
     assert image_key(recipe=None, **parts).quantizer_version == ""
-    assert image_key(recipe=Recipe(), **parts).quantizer_version == cached.quantizer_version() != ""
+    assert image_key(recipe=Recipe(), **parts).quantizer_version == cached.quantizer_version("q8_0") != ""
 
 
 @pytest.fixture(scope="module")
