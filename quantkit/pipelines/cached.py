@@ -34,6 +34,9 @@ QUANTIZER_SOURCES = {
     "q4_k": ("codecs/q4_k.py", "codecs/_q4_k_kernel.py", "nn/gguf.py"),
     "q8_0": ("codecs/q8_0.py", "nn/gguf.py"),
     "nf4": ("codecs/nf4.py", "nn/nf4.py"),
+    # third-party files, read with quantkit's key mapping (whose module also loads published NF4, hence nf4.py) and
+    # decoded by diffusers' GGUF layers
+    "gguf": ("gguf_variant.py", "io/__init__.py", "io/gguf.py", "io/ideogram_checkpoints.py", "codecs/nf4.py"),
 }
 # The generation code path of every image: quantkit's adapter (seeding, sampler arguments, decoding).
 GENERATION_SOURCES = ("pipelines/ideogram4.py",)
