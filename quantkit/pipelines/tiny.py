@@ -8,7 +8,8 @@ The full pipeline (``build_tiny_pipeline``) adds a Qwen3-VL text encoder with th
 (hidden size 32, so 13 taps give the transformer's 416 text features), an ``AutoencoderKLFlux2`` with 4 latent
 channels (x 2x2 patch = the transformer's 16 input channels) and seeded batch-norm statistics, and a byte-level BPE
 tokenizer trained on caption-shaped text with a Qwen chat template. ``python -m quantkit.pipelines.tiny --out DIR``
-saves it in bf16 (a few MB); the copy under ``golden/models/tiny-ideogram4`` is the default model everywhere.
+saves it in bf16 (a few MB); the copy under ``golden/models/tiny-ideogram4`` (``--model tiny-random``) serves the
+tests that need only the plumbing. The default model, ``tiny``, is its trained sibling (:mod:`quantkit.training`).
 """
 
 from __future__ import annotations

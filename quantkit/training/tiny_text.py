@@ -252,7 +252,7 @@ class Trainer:
                 self.checkpoint()
         vae.eval()
         self.fit_batch_norm()
-        self.state.update(phase="dit", step=0)
+        self.state.update(phase="dit", step=0, vae_steps=self.state["step"])
         self.state["vae_ocr"] = self.ocr_images([self.reconstruct(c) for _, c in self.study])
         print(f"vae done: reconstruction OCR exact match {self.state['vae_ocr']:.3f}", flush=True)
         self.checkpoint()
@@ -305,6 +305,7 @@ class Trainer:
         conditioning = self.conditioning()
         n_image = x0_all.shape[1]
         start = time.perf_counter() - self.state["seconds"]["dit"]
+        budget = args.dit_minutes * 60
         next_eval = self.state["seconds"]["dit"] + args.eval_every
         while time.perf_counter() - start < args.dit_minutes * 60:
             picks = self.rng.choice(len(self.study), size=args.batch, replace=False)
@@ -341,7 +342,7 @@ class Trainer:
                 )[0]
                 loss_u = F.mse_loss(out_u, v)
                 self.state["loss_uncond"] = float(loss_u)
-            lr = args.lr * min(1.0, (self.state["step"] + 1) / 50)
+            lr = args.lr * min(1.0, (self.state["step"] + 1) / 50) * _cosine(self.state["seconds"]["dit"] / budget)
             for group in self.dit_opt.param_groups:
                 group["lr"] = lr
             self.dit_opt.zero_grad(set_to_none=True)
@@ -370,6 +371,7 @@ class Trainer:
                 next_eval = self.state["seconds"]["dit"] + args.eval_every
                 if self.evaluate() >= args.target:
                     break
+        self.state["dit_steps"] = self.state["step"]
         self.checkpoint()
 
     @torch.no_grad()
@@ -440,8 +442,8 @@ class Trainer:
             "seed": self.args.seed,
             "study_prompts": [i for i, _ in self.study],
             "generated_captions": len(self.generated),
-            "vae_steps": int(last["vae"].get("step", 0) or 0),
-            "dit_steps": int(last["dit"].get("step", 0) or 0),
+            "vae_steps": self.state.get("vae_steps", int(last["vae"].get("step", 0) or 0)),
+            "dit_steps": self.state.get("dit_steps", int(last["dit"].get("step", 0) or 0)),
             "final_loss": {
                 "vae": last["vae"].get("loss"),
                 "transformer": last["dit"].get("loss"),
@@ -457,8 +459,9 @@ class Trainer:
         print(f"wrote {model}", flush=True)
 
 
-def write_figure(out: Path, path: Path) -> Path:
-    """Training curves (VAE and transformer losses, FP8 OCR exact match) above the last evaluation's samples."""
+def write_figure(out: Path, path: Path, samples: Path | None = None) -> Path:
+    """Training curves (VAE and transformer losses, FP8 OCR exact match during training) above sample images: the
+    PNGs in ``samples`` (e.g. the golden FP8 references), else the last in-training evaluation's grid."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -482,21 +485,35 @@ def write_figure(out: Path, path: Path) -> Path:
             if points:
                 steps, values = zip(*points, strict=True)
                 label = {"loss": "conditional" if phase == "dit" else "VAE", "loss_uncond": "unconditional"}[key]
-                ax.plot(steps, _smooth(values), label=label)
+                smooth = _smooth(values)
+                ax.plot(steps[len(steps) - len(smooth) :], smooth, label=label)
         ax.set(title=title, xlabel="step", yscale="log")
         ax.legend()
     ax = fig.add_subplot(grid[0, 2])
     ax.plot([int(r["step"]) for r in ocr], [float(r["ocr_exact"]) for r in ocr], marker="o")
-    ax.set(title="FP8 PP-OCR exact match, study prompts", xlabel="transformer step", ylim=(-0.02, 1.02))
-    samples = sorted((out / "samples").glob("step*.png"))
+    ax.set(
+        title="FP8 PP-OCR exact match during training\n(that sampler: guidance 2, where nothing reads)",
+        xlabel="transformer step",
+        ylim=(-0.02, 1.02),
+    )
     ax = fig.add_subplot(grid[1, :])
-    ax.imshow(Image.open(samples[-1]))
-    ax.set(title=f"FP8 samples at {samples[-1].stem} (the default study's 10 prompts)", xticks=[], yticks=[])
+    if samples is not None:
+        ax.imshow(_grid([Image.open(p).convert("RGB") for p in sorted(samples.glob("*.png"))]))
+        ax.set(title=f"FP8 reference images of the default study ({samples})", xticks=[], yticks=[])
+    else:
+        last = sorted((out / "samples").glob("step*.png"))[-1]
+        ax.imshow(Image.open(last))
+        ax.set(title=f"FP8 samples at {last.stem} (in-training sampler)", xticks=[], yticks=[])
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _cosine(progress: float, floor: float = 0.05) -> float:
+    """Learning-rate factor: cosine decay over the time budget (the budget is wall time, not steps)."""
+    return max(floor, 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def _smooth(values: Sequence[float], window: int = 20) -> list[float]:
@@ -562,9 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="TINY_TEXT", help="sampler preset for the in-training evaluation")
     parser.add_argument("--no-final-eval", dest="final_eval", action="store_false", help="(smoke runs)")
     parser.add_argument("--figure", type=Path, help="only draw the training curves of --out into this PNG")
+    parser.add_argument("--samples", type=Path, help="with --figure: a folder of sample PNGs to show")
     args = parser.parse_args(argv)
     if args.figure:
-        print(f"wrote {write_figure(args.out, args.figure)}")
+        print(f"wrote {write_figure(args.out, args.figure, args.samples)}")
         return 0
     trainer = Trainer(args)
     if trainer.state["phase"] == "vae":
