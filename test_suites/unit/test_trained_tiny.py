@@ -47,7 +47,7 @@ def test_big_linears_have_256_wide_rows_and_every_branch_has_several_ffn_down_pr
         w2 = [name for name in linears if name.endswith("feed_forward.w2")]
         assert len(w2) >= 3
         for name, linear in linears.items():
-            if name.startswith("layers."):
+            if ".attention." in name or ".feed_forward." in name:  # adaln_modulation (64 wide) exercises skip rules
                 assert linear.in_features % 256 == 0, name
 
 
@@ -66,7 +66,6 @@ def test_every_benchmark_caption_fits_the_text_samplers_token_budget(pipe):
         check_caption_fits(pipe, prompt, PRESETS["TINY_TEXT"])
 
 
-@pytest.mark.slow
 def test_training_rebuilds_from_a_seed_and_resumes_from_its_checkpoint(tmp_path):
     args = ["--out", str(tmp_path), "--generated", "8", "--vae-steps", "3", "--vae-batch", "2"]
     args += ["--dit-minutes", "0.02", "--batch", "2", "--no-final-eval"]
