@@ -42,7 +42,7 @@ class StudyConfig:
     prompt_limit: int | None = None
     categories: tuple[str, ...] | None = None
     shard: tuple[int, int] | None = None
-    preset: str = "SMOKE"
+    preset: str = "TINY_TEXT"
     resolution: tuple[int, int] = (128, 128)
     device: str = "cpu"
     offload: str = "none"

@@ -13,9 +13,11 @@ from quantkit import __version__
 from quantkit.errors import CaptionError, StoreError
 from quantkit.pipelines.cached import generate_cached, pipeline_weights_hash, quantizer_version, recipe_id
 from quantkit.pipelines.ideogram4 import (
+    EMBEDDED_MODELS,
+    EMBEDDED_PRESETS,
     OFFLOAD_MODES,
     PRESETS,
-    TINY_MODEL_DIR,
+    TINY,
     TINY_RESOLUTION,
     SamplerSettings,
     apply_variant,
@@ -43,7 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--prompt-limit", type=int, help="with a benchmark name: its stratified subset of this size")
         sub.add_argument("--prompt-set", help="name of the prompt set (default: golden_set_name of the prompts)")
         sub.add_argument("--scores", type=Path, help="JSON {prompt id: {metric: value}} computed by the metrics")
-        sub.add_argument("--preset", choices=sorted(PRESETS), help="sampler preset (tiny: SMOKE, else V4_QUALITY_48)")
+        sub.add_argument(
+            "--preset",
+            choices=sorted(PRESETS),
+            help="sampler preset (tiny: TINY_TEXT, tiny-random: SMOKE, else V4_QUALITY_48)",
+        )
         sub.add_argument("--resolution", type=_resolution, help="HxW (tiny: 128x128, else 1024x1024)")
         sub.add_argument("--max-text-tokens", type=int, help="text-token budget (default: the preset's)")
         _add_model_options(sub)
@@ -120,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "verify" and args.prompt_set is None and not args.regenerate:
         return _verify_all(args)
     folder = model_dir(args.model)
-    is_tiny = folder.resolve() == TINY_MODEL_DIR.resolve()
-    profile = args.profile or ("tiny" if is_tiny else folder.name)
+    embedded = next((name for name, path in EMBEDDED_MODELS.items() if folder.resolve() == path.resolve()), None)
+    profile = args.profile or (TINY if embedded == TINY else folder.name)
     if args.verb == "verify":
         if args.prompt_set is None:
             raise StoreError("--regenerate needs --prompt-set, the set to regenerate")
@@ -132,10 +138,10 @@ def run(args: argparse.Namespace) -> int:
         return _verify(args, target)
     prompts = read_prompts(args.prompts, args.prompt_limit)
     target = golden.GoldenSet(profile, args.prompt_set or golden_set_name(args.prompts, args.prompt_limit), args.root)
-    settings = PRESETS[args.preset or ("SMOKE" if is_tiny else "V4_QUALITY_48")]
+    settings = PRESETS[args.preset or EMBEDDED_PRESETS.get(embedded or "", "V4_QUALITY_48")]
     if args.max_text_tokens:
         settings = dataclasses.replace(settings, max_sequence_length=args.max_text_tokens)
-    resolution = args.resolution or (TINY_RESOLUTION if is_tiny else REAL_RESOLUTION)
+    resolution = args.resolution or (TINY_RESOLUTION if embedded else REAL_RESOLUTION)
     scores = json.loads(args.scores.read_text(encoding="utf-8")) if args.scores else {}
     images, record = _generate(args, prompts, settings, resolution)
     if args.verb == "record":

@@ -8,10 +8,13 @@ import os
 from quantkit.errors import QuantkitError
 from quantkit.gguf_variant import parse_variants
 from quantkit.profiles import SKIP_REASONS
+from quantkit.pipelines.ideogram4 import EMBEDDED_PRESETS, TINY, TINY_RESOLUTION
 from quantkit.study import DEFAULT_VARIANTS, METRICS, StudyConfig
 
-# The embedded tiny model runs a smoke-sized study; real weights run the published protocol.
-TINY_DEFAULTS = {"prompt_limit": 10, "preset": "SMOKE", "resolution": (128, 128)}
+# The embedded tiny models run a small study (the trained default with its text-capable sampler, the random one with
+# the smoke sampler); real weights run the published protocol.
+TINY_DEFAULTS = {"prompt_limit": 10, "preset": EMBEDDED_PRESETS[TINY], "resolution": TINY_RESOLUTION}
+EMBEDDED_DEFAULTS = {name: {**TINY_DEFAULTS, "preset": preset} for name, preset in EMBEDDED_PRESETS.items()}
 REAL_DEFAULTS = {"prompt_limit": None, "preset": "V4_QUALITY_48", "resolution": (1024, 1024)}
 
 
@@ -20,7 +23,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         default=os.environ.get("QUANTKIT_IDEOGRAM4_DIR") or "tiny",
-        help="'tiny' (the embedded test model) or a local diffusers-layout Ideogram 4 folder "
+        help="'tiny' (the embedded test model), 'tiny-random' or a local diffusers-layout Ideogram 4 folder "
         "(default: $QUANTKIT_IDEOGRAM4_DIR, else tiny)",
     )
     group.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated (default: %(default)s)")
@@ -32,7 +35,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prompt-limit", type=int, help="stratified subset size (default: 10 on tiny, all otherwise)")
     group.add_argument("--categories", help="comma-separated prompt categories to keep")
     group.add_argument("--shard", help="I/N: keep the I-th of N interleaved slices of the prompts (CI sharding)")
-    group.add_argument("--preset", help="sampler preset (default: SMOKE on tiny, V4_QUALITY_48 otherwise)")
+    group.add_argument(
+        "--preset", help="sampler preset (default: TINY_TEXT on tiny, SMOKE on tiny-random, V4_QUALITY_48 otherwise)"
+    )
     group.add_argument("--resolution", help="H or HxW in pixels (default: 128 on tiny, 1024 otherwise)")
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     group.add_argument("--offload", default="none", choices=("none", "text_encoder", "model"))
@@ -55,7 +60,7 @@ def add_allow_skip(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    defaults = TINY_DEFAULTS if args.model == "tiny" else REAL_DEFAULTS
+    defaults = EMBEDDED_DEFAULTS.get(args.model, REAL_DEFAULTS)
     return StudyConfig(
         model=args.model,
         variants=parse_variants(args.variants),

@@ -29,7 +29,14 @@ from quantkit.store.cache import ImageKey
 
 WEIGHTS_ENV = "QUANTKIT_IDEOGRAM4_DIR"
 TINY = "tiny"
-TINY_MODEL_DIR = Path(__file__).resolve().parents[2] / "golden" / "models" / "tiny-ideogram4"
+TINY_RANDOM = "tiny-random"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "golden" / "models"
+# The default: trained on CPU to redraw the default study's captions, text included (quantkit.training.tiny_text).
+TINY_MODEL_DIR = MODELS_DIR / "tiny-ideogram4-text"
+# Random weights, rebuilt byte for byte by quantkit.pipelines.tiny: for tests that only need the plumbing.
+TINY_RANDOM_MODEL_DIR = MODELS_DIR / "tiny-ideogram4"
+EMBEDDED_MODELS = {TINY: TINY_MODEL_DIR, TINY_RANDOM: TINY_RANDOM_MODEL_DIR}
+EMBEDDED_PRESETS = {TINY: "TINY_TEXT", TINY_RANDOM: "SMOKE"}
 TINY_RESOLUTION = (128, 128)
 OFFLOAD_MODES = ("none", "text_encoder", "model")
 
@@ -77,6 +84,12 @@ PRESETS: dict[str, SamplerSettings] = {
         SamplerSettings.from_loop_order("V4_TURBO_12", (3.0,) * 1 + (7.0,) * 11, mu=0.5, std=1.75),
         # Smoke runs: the turbo schedule's shape (guidance 7, then one polish step at 3) in four steps.
         SamplerSettings.from_loop_order("SMOKE", (3.0,) * 1 + (7.0,) * 3, mu=0.5, std=1.75, max_sequence_length=1024),
+        # The trained tiny default (quantkit.training.tiny_text): 7 steps at guidance 1.3, then a polish step at 1.0.
+        # Its unconditional copy only learned the average of ten images: guidance 2 pushed the samples off (PP-OCR
+        # read nothing) while 1.0 and 1.3 read the same strings (measured on a mid-training checkpoint).
+        SamplerSettings.from_loop_order(
+            "TINY_TEXT", (1.0,) * 1 + (1.3,) * 7, mu=0.5, std=1.75, max_sequence_length=128
+        ),
     )
 }
 
@@ -97,11 +110,11 @@ class GeneratedImage:
 
 
 def model_dir(source: str | os.PathLike[str] | None = None) -> Path:
-    """Resolve a model source: ``"tiny"``, a diffusers-layout folder, or None (``$QUANTKIT_IDEOGRAM4_DIR`` if set,
-    else the tiny default)."""
+    """Resolve a model source: ``"tiny"`` (the trained tiny default), ``"tiny-random"``, a diffusers-layout folder,
+    or None (``$QUANTKIT_IDEOGRAM4_DIR`` if set, else the tiny default)."""
     if source is None:
         source = os.environ.get(WEIGHTS_ENV) or TINY
-    path = TINY_MODEL_DIR if str(source) == TINY else Path(source)
+    path = EMBEDDED_MODELS.get(str(source)) or Path(source)
     if not (path / "model_index.json").is_file():
         raise MissingWeightsError(
             f"no Ideogram 4 pipeline at {path} (model_index.json missing): point {WEIGHTS_ENV} or --model at a "

@@ -8,12 +8,14 @@ The full pipeline (``build_tiny_pipeline``) adds a Qwen3-VL text encoder with th
 (hidden size 32, so 13 taps give the transformer's 416 text features), an ``AutoencoderKLFlux2`` with 4 latent
 channels (x 2x2 patch = the transformer's 16 input channels) and seeded batch-norm statistics, and a byte-level BPE
 tokenizer trained on caption-shaped text with a Qwen chat template. ``python -m quantkit.pipelines.tiny --out DIR``
-saves it in bf16 (a few MB); the copy under ``golden/models/tiny-ideogram4`` is the default model everywhere.
+saves it in bf16 (a few MB); the copy under ``golden/models/tiny-ideogram4`` (``--model tiny-random``) serves the
+tests that need only the plumbing. The default model, ``tiny``, is its trained sibling (:mod:`quantkit.training`).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -94,18 +96,21 @@ def tiny_transformer(seed: int = 0, dtype: torch.dtype = torch.float32) -> Ideog
         return Ideogram4Transformer2DModel(**TINY_TRANSFORMER_CONFIG).to(dtype).eval()
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE (any Unicode caption encodes) trained on ``TOKENIZER_CORPUS``, with a Qwen chat template."""
+def tiny_tokenizer(
+    corpus: Sequence[str] = TOKENIZER_CORPUS, vocab_size: int = TOKENIZER_VOCAB_SIZE, *, split_words: bool = True
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE (any Unicode caption encodes) trained on ``corpus``, with a Qwen chat template.
+    ``split_words=False`` lets merges cross spaces, so whole caption phrases become single tokens."""
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=split_words)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    bpe.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer

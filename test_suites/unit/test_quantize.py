@@ -234,7 +234,7 @@ IMAGE_PSNR_FLOOR = {"fp8": 35.0, "int8_w8a8": 35.0, "q8_0": 35.0, "q4_k": 20.0, 
 
 
 def tiny_image(recipe=None) -> np.ndarray:
-    pipe = load_pipeline("tiny")
+    pipe = load_pipeline("tiny-random")
     encoder, vae = pipe.text_encoder, pipe.vae
     if recipe is not None:
         quantize_(pipe, recipe)

@@ -92,10 +92,10 @@ def test_int8_reload_restores_the_recipe_kernel_and_smoothing_vectors(tmp_path):
 @pytest.mark.parametrize("variant_id", ["int8_w8a8", "q4_k"])
 def test_pipeline_round_trip_gives_identical_images(tmp_path, variant_id):
     recipe = RECIPES[variant_id]
-    pipe = load_pipeline("tiny")
+    pipe = load_pipeline("tiny-random")
     quantize_(pipe, recipe)
     save_variant(pipe, recipe, tmp_path)
-    fresh = load_pipeline("tiny")
+    fresh = load_pipeline("tiny-random")
     with torch.no_grad():
         for name in ("transformer", "unconditional_transformer"):
             for p in getattr(fresh, name).parameters():
@@ -121,7 +121,7 @@ def test_a_model_variant_does_not_load_into_a_pipeline(tmp_path):
     quantize_(model, FP8Reference())
     save_variant(model, FP8Reference(), tmp_path)
     with pytest.raises(CheckpointError, match="saved from a model but loading into a pipeline"):
-        load_variant(load_pipeline("tiny"), tmp_path)
+        load_variant(load_pipeline("tiny-random"), tmp_path)
 
 
 def test_mismatched_recipe_json_or_truncated_checkpoint_are_clear_errors(tmp_path):
@@ -151,10 +151,10 @@ def test_a_checkpoint_for_another_config_is_refused_naming_the_tensor(tmp_path):
 
 
 def test_a_bad_second_branch_leaves_both_branches_of_the_pipeline_untouched(tmp_path):
-    pipe = load_pipeline("tiny")
+    pipe = load_pipeline("tiny-random")
     quantize_(pipe, FP8Reference())
     save_variant(pipe, FP8Reference(), tmp_path)
-    fresh = load_pipeline("tiny")
+    fresh = load_pipeline("tiny-random")
     fresh.unconditional_transformer.final_layer.linear = torch.nn.Linear(256, 8)
     before = {k: v.clone() for k, v in fresh.transformer.state_dict().items()}
     with pytest.raises(CheckpointError, match=r"final_layer\.linear\.weight: checkpoint shape"):
