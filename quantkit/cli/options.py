@@ -7,8 +7,8 @@ import os
 
 from quantkit.errors import QuantkitError
 from quantkit.gguf_variant import parse_variants
-from quantkit.profiles import SKIP_REASONS
 from quantkit.pipelines.ideogram4 import EMBEDDED_PRESETS, TINY, TINY_RESOLUTION
+from quantkit.profiles import SKIP_REASONS
 from quantkit.study import DEFAULT_VARIANTS, METRICS, StudyConfig
 
 # The embedded tiny models run a small study (the trained default with its text-capable sampler, the random one with

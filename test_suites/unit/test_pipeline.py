@@ -121,9 +121,10 @@ def test_the_tiny_model_script_is_deterministic(tmp_path):
 
 
 def test_committed_tiny_model_is_what_the_script_makes_under_the_locked_versions(tmp_path):
-    """The committed random tiny model (the trained default has its own rebuild test) is the source of truth. Under the locked versions the script reproduces them byte for
-    byte; under other releases (torch's or transformers' initialisers may change) the test reports how far the
-    rebuild is from them instead of failing: the committed file, not the script, is what every test runs."""
+    """The committed random tiny model is the source of truth (the trained default has its own rebuild test).
+    Under the locked versions the script reproduces it byte for byte; under other releases (torch's or
+    transformers' initialisers may change) the test reports how far the rebuild is instead of failing: the committed
+    file, not the script, is what every test runs."""
     committed = ideogram4.TINY_RANDOM_MODEL_DIR
     assert sum(p.stat().st_size for p in committed.rglob("*") if p.is_file()) < 10_000_000
     rebuilt = save_tiny_pipeline(tmp_path / "tiny")
