@@ -73,8 +73,10 @@ def rewrite(study: Any, readme: Path = README) -> str:
 
 
 def main() -> int:
+    from quantkit.quiet import silence_third_party_noise
     from quantkit.study import Study
 
+    silence_third_party_noise()
     body = rewrite(Study(default_config()))
     print(f"rewrote the example output in {README} ({len(body.splitlines())} lines)", file=sys.stderr)
     return 0
