@@ -41,7 +41,7 @@ def test_an_int8_scale_bug_fails_the_tiny_fidelity_gates(tmp_path, halved_int8_s
         cache_dir=str(tmp_path / "cache"),
     )
     table = Study(config, progress=False).score_all()
-    verdicts, _ = load_profile("tiny").evaluate(table, n_resamples=1000)
+    verdicts = load_profile("tiny").evaluate(table, n_resamples=1000).verdicts
     int8_psnr = [
         v for v in verdicts if v.gate.variant == "int8_w8a8" and v.gate.metric == "psnr" and not v.gate.reference
     ]
@@ -72,7 +72,7 @@ def _q4_k_ocr_verdicts(cache):
         variants=("fp8", "q4_k"), metrics=("ocr_exact", "ocr_ned"), prompt_limit=10, cache_dir=str(cache)
     )
     table = Study(config, progress=False).score_all()
-    verdicts, _ = load_profile("tiny").evaluate(table, n_resamples=1000)
+    verdicts = load_profile("tiny").evaluate(table, n_resamples=1000).verdicts
     return [v for v in verdicts if v.gate.variant == "q4_k" and v.gate.metric == "ocr_exact"]
 
 

@@ -20,7 +20,7 @@ LPIPS = '[[gate]]\nmetric = "lpips"\nvariant = "int8_w8a8"\nkind = "ci_limit"\nl
 @pytest.fixture
 def gated(pytester):
     """Run the gate tests of a profile against a stored score table (no generation), like CI merging shards."""
-    pytester.makepyfile(test_fidelity_gates=GATE_MODULE)
+    pytester.makepyfile(test_gates_of_this_profile=GATE_MODULE)  # a basename no real suite module has
     table = ScoreTable()
     table.add("int8_w8a8", "psnr", {f"p{i}": 30.0 + (i % 3) for i in range(20)}, direction="higher")
     table.not_measured["lpips"] = "AlexNet backbone not in $TORCH_HOME/hub/checkpoints"
