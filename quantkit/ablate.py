@@ -70,7 +70,8 @@ class Int8Ablation(Study):
     def arms(self) -> dict[str, Arm]:
         from quantkit.calibrate.fragility import rank_fragility
 
-        ranking = rank_fragility(self.calibration())
+        stats, _ = self.calibration()
+        ranking = rank_fragility(stats)
         w2 = {b: [e.name for e in entries if e.name.endswith("feed_forward.w2")] for b, entries in ranking.items()}
         return {a.name: a for a in int8_arms(w2)}
 
@@ -85,8 +86,10 @@ class Int8Ablation(Study):
             return super()._build(name)
         arm = self.arms[name]
         pipe = self._load_pipeline()
-        report = quantize_(pipe, arm.recipe, calibration=self.calibration() if arm.smooth else None)
-        return Variant(name, arm.recipe, pipe, report)
+        if not arm.smooth:
+            return Variant(name, arm.recipe, pipe, quantize_(pipe, arm.recipe))
+        stats, identity = self.calibration()  # the identity keys the arm's images, as a study variant's
+        return Variant(name, arm.recipe, pipe, quantize_(pipe, arm.recipe, calibration=stats), calibration=identity)
 
 
 def run_int8(config: StudyConfig, *, out_dir: Path, n_resamples: int = 10_000, progress: bool = True) -> str:
@@ -169,7 +172,7 @@ class RawPromptStudy(Study):
     def prompts(self) -> list[Any]:  # type: ignore[override]
         return [dataclasses.replace(p, caption=p.raw) for p in Study.prompts.func(self)]  # type: ignore[attr-defined]
 
-    def calibration(self) -> Any:
+    def calibration(self) -> tuple[Any, str]:
         return self._captions.calibration()  # INT8 is calibrated on JSON captions in both arms, as it ships
 
     @functools.cached_property

@@ -341,7 +341,7 @@ class Trainer:
                     return_dict=False,
                 )[0]
                 loss_u = F.mse_loss(out_u, v)
-                self.state["loss_uncond"] = float(loss_u)
+                self.state["loss_uncond"] = float(loss_u.detach())
             lr = args.lr * min(1.0, (self.state["step"] + 1) / 50) * _cosine(self.state["seconds"]["dit"] / budget)
             for group in self.dit_opt.param_groups:
                 group["lr"] = lr

@@ -4,6 +4,7 @@ fed to the model, and both commands run end to end (``-m slow``: they generate i
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -46,18 +47,16 @@ def test_raw_prompt_arm_changes_only_the_text_fed_to_the_model():
     assert same == [dataclasses.replace(p, caption="") for p in captions]
 
 
-@pytest.mark.slow
 def test_int8_ablation_writes_its_table_and_ladder_plot(tmp_path):
     config = StudyConfig(variants=("fp8",), prompt_limit=2, metrics=("psnr",), cache_dir=str(tmp_path / "cache"))
     text = run_int8(config, out_dir=tmp_path / "out", n_resamples=1000, progress=False)
     assert {"naive", "smoothquant", "protect", "both", "ladder k=all"} <= {
-        line.split()[0] for line in text.splitlines()
+        re.split(r"\s{2,}", line)[0] for line in text.splitlines()  # columns are separated by two or more spaces
     }
     assert (tmp_path / "out" / "ablate-int8.png").read_bytes().startswith(b"\x89PNG")
     assert "![protection ladder]" in (tmp_path / "out" / "ablate-int8.md").read_text()
 
 
-@pytest.mark.slow
 def test_prompt_ablation_pairs_raw_and_json_per_variant(tmp_path):
     config = StudyConfig(
         variants=("fp8", "q8_0"), prompt_limit=2, metrics=("ocr_ned", "psnr"), cache_dir=str(tmp_path / "cache")
