@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import re
 
-import pytest
-
 from quantkit.ablate import RawPromptStudy, int8_arms, run_int8, run_prompts
 from quantkit.study import Study, StudyConfig
 
@@ -51,7 +49,8 @@ def test_int8_ablation_writes_its_table_and_ladder_plot(tmp_path):
     config = StudyConfig(variants=("fp8",), prompt_limit=2, metrics=("psnr",), cache_dir=str(tmp_path / "cache"))
     text = run_int8(config, out_dir=tmp_path / "out", n_resamples=1000, progress=False)
     assert {"naive", "smoothquant", "protect", "both", "ladder k=all"} <= {
-        re.split(r"\s{2,}", line)[0] for line in text.splitlines()  # columns are separated by two or more spaces
+        re.split(r"\s{2,}", line)[0]
+        for line in text.splitlines()  # columns are separated by two or more spaces
     }
     assert (tmp_path / "out" / "ablate-int8.png").read_bytes().startswith(b"\x89PNG")
     assert "![protection ladder]" in (tmp_path / "out" / "ablate-int8.md").read_text()
