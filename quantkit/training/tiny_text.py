@@ -356,12 +356,12 @@ class Trainer:
                     phase="dit",
                     step=self.state["step"],
                     seconds=round(self.state["seconds"]["dit"], 1),
-                    loss=round(float(loss), 5),
+                    loss=round(loss.item(), 5),
                     loss_uncond=round(self.state.get("loss_uncond", float("nan")), 5),
                 )
             if self.state["step"] % 25 == 0:
                 print(
-                    f"dit step {self.state['step']} loss {float(loss):.4f} "
+                    f"dit step {self.state['step']} loss {loss.item():.4f} "
                     f"uncond {self.state.get('loss_uncond', 0):.4f} "
                     f"({self.state['seconds']['dit']:.0f} s)",
                     flush=True,
