@@ -14,7 +14,6 @@ Exit status: 0 when the newest releases pass, 1 when some test fails (the job is
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -22,17 +21,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+sys.path.insert(0, str(ROOT))  # run as `python ci/drift.py` before quantkit is installed
+from quantkit.environment import pins  # noqa: E402 - the one lock parser (stdlib only)
+
 RESOLVE = ["--extra", "dev", "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28", "--no-header"]
-
-
-def pins(lock_text: str) -> dict[str, str]:
-    """``package -> version`` of a pip-compile style lock (names normalised as PEP 503 does)."""
-    found = {}
-    for line in lock_text.splitlines():
-        if match := PIN.match(line.strip()):
-            found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
-    return found
 
 
 def moved(locked: Mapping[str, str], newest: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:

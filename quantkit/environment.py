@@ -49,7 +49,7 @@ DISPATCH_FLAGS = (
     "amx_bf16",
     "amx_int8",
 )
-_LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+LOCK_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
 def normalize(name: str) -> str:
@@ -93,15 +93,18 @@ def _torch_dispatch() -> str | None:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def pins(lock_text: str) -> dict[str, str]:
+    """``package -> version`` of a pip-compile style lock's text (names normalised as PEP 503 does)."""
+    found = {}
+    for line in lock_text.splitlines():
+        if match := LOCK_PIN.match(line.strip()):
+            found[normalize(match.group(1))] = match.group(2)
+    return found
+
+
 def locked_versions(lock: Path = LOCK_FILE) -> dict[str, str]:
-    """``package -> version`` pinned in a pip-compile style lock; empty when there is no lock (a wheel install)."""
-    if not lock.is_file():
-        return {}
-    pins = {}
-    for line in lock.read_text(encoding="utf-8").splitlines():
-        if match := _LOCK_LINE.match(line.strip()):
-            pins[normalize(match.group(1))] = match.group(2)
-    return pins
+    """``package -> version`` pinned in the lock file; empty when there is no lock (a wheel install)."""
+    return pins(lock.read_text(encoding="utf-8")) if lock.is_file() else {}
 
 
 def lock_drift(lock: Path = LOCK_FILE, packages: tuple[str, ...] = TRACKED_PACKAGES) -> list[tuple[str, str, str]]:

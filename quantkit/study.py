@@ -52,11 +52,12 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         """Every name and number a user types is checked here, before any work starts."""
+        from quantkit.gguf_variant import is_gguf_spec
         from quantkit.pipelines.ideogram4 import PRESETS
         from quantkit.profiles import closest
 
         for kind, names, known in (
-            ("variant", [v for v in self.variants if not v.startswith("gguf:")], DEFAULT_VARIANTS),
+            ("variant", [v for v in self.variants if not is_gguf_spec(v)], DEFAULT_VARIANTS),
             ("metric", self.metrics, METRICS),
             ("sampler preset", (self.preset,), tuple(PRESETS)),
         ):

@@ -98,6 +98,34 @@ def check_input(w: torch.Tensor, fmt: str, name: str, *, min_dims: int = 1) -> N
         )
 
 
+def quantize_per_row(
+    w: torch.Tensor,
+    fmt: str,
+    name: str,
+    *,
+    qmax: float,
+    codes: torch.dtype,
+    to_codes: Callable[[torch.Tensor], torch.Tensor],
+) -> Packed:
+    """Symmetric per-row absmax quantization, the scheme int8 and fp8 share: ``s = max|w_row| / qmax`` (0 for an
+    all-zero row, which then encodes to zeros), codes ``to_codes(w / s)`` clamped to +-qmax and cast to ``codes``.
+    Rows are ``[out_features, everything else]``, encoded in independent chunks of rows."""
+    w = validated(w, fmt, name)
+    rows = w.reshape(w.shape[0], -1)
+    data = torch.empty(rows.shape, dtype=codes, device=w.device)
+    scale = torch.empty(rows.shape[0], dtype=torch.float32, device=w.device)
+
+    def encode(part: slice) -> None:
+        x = rows[part].to(torch.float32)  # exact for bf16/fp16 inputs
+        s = x.abs().amax(dim=1) / qmax
+        safe = torch.where(s > 0, s, torch.ones_like(s))
+        data[part] = to_codes(x / safe[:, None]).clamp_(-qmax, qmax).to(codes)
+        scale[part] = s
+
+    run_in_chunks(encode, rows.shape[0], max(1, CPU_CHUNK_ELEMENTS // rows.shape[1]), w.device)
+    return Packed(fmt, tuple(w.shape), data, scale)
+
+
 def where(shape: torch.Size | tuple[int, ...], flat: int) -> str:
     """Index and row (the index over all dims but the last) of the element at flat position ``flat``."""
     index = []

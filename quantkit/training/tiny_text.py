@@ -307,7 +307,7 @@ class Trainer:
         start = time.perf_counter() - self.state["seconds"]["dit"]
         budget = args.dit_minutes * 60
         next_eval = self.state["seconds"]["dit"] + args.eval_every
-        while time.perf_counter() - start < args.dit_minutes * 60:
+        while time.perf_counter() - start < budget:
             picks = self.rng.choice(len(self.study), size=args.batch, replace=False)
             x0 = x0_all[picks]
             noise = torch.randn_like(x0)
