@@ -19,6 +19,19 @@ from typing import Any
 from quantkit.errors import QuantkitError
 
 PREFIX = "gguf:"
+# The quantkit files a gguf: variant runs (its image keys hash them, besides the registry's COMMON_SOURCES): this
+# module and quantkit's GGUF reader with its key mapping (whose modules import the nf4, q4_k and q8_0 codecs for
+# their constants); the files are decoded by diffusers' GGUF layers.
+SOURCES = (
+    "gguf_variant.py",
+    "io/__init__.py",
+    "io/gguf.py",
+    "io/ideogram_checkpoints.py",
+    "codecs/nf4.py",
+    "codecs/q4_k.py",
+    "codecs/_q4_k_kernel.py",
+    "codecs/q8_0.py",
+)
 
 
 def is_gguf_spec(name: str) -> bool:

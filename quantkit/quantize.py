@@ -1,9 +1,10 @@
 """``quantize_(target, recipe, calibration=None)``: swap a model's linears for quantized layers, in place.
 
 The flow is plan, build, swap: every per-layer decision (keep? protect? smoothing vector?) is made in one place,
-:func:`decide_layers`; every quantized layer is built before the first swap, so an error (a NaN weight, a bad
-recipe) leaves the model untouched. The returned :class:`SkipReport` lists every tensor-holding layer: kept or
-quantized, why, and its bytes.
+:func:`decide_layers`, from the recipe's hooks (``protected``, ``keep_reason``, ``smoothing``); every quantized
+layer is built by ``recipe.build`` before the first swap, so an error (a NaN weight, a bad recipe) leaves the model
+untouched. No format is named here: a new variant brings its hooks in its recipe class. The returned
+:class:`SkipReport` lists every tensor-holding layer: kept or quantized, why, and its bytes.
 
 On a pipeline (anything with ``transformer`` and ``unconditional_transformer``, i.e. ``Ideogram4Pipeline``) both
 transformers are quantized; the text encoder and the VAE stay as they are.
@@ -19,13 +20,13 @@ from typing import Literal, Protocol
 import torch
 from torch import nn
 
-from quantkit.calibrate.smoothquant import fold_runtime_smoothing_
 from quantkit.codecs.base import Packed, check_input
 from quantkit.errors import CheckpointError, QuantkitError, RecipeError
-from quantkit.nn import FP8Linear, GGUFLinear, NF4Linear, QuantizedLinear, W8A8Linear, layer_class
-from quantkit.recipes import GGUF, NF4, FP8Reference, Int8W8A8, Recipe
+from quantkit.nn import QuantizedLinear, layer_class
+from quantkit.pipelines import BRANCHES
+from quantkit.recipes import Recipe, known_variants
 
-BRANCHES = ("transformer", "unconditional_transformer")
+__all__ = ["BRANCHES", "Calibration", "LayerDecision", "ReportRow", "SkipReport", "decide_layers", "quantize_"]
 
 
 class Calibration(Protocol):
@@ -112,7 +113,9 @@ class SkipReport:
 def quantize_(target: object, recipe: Recipe, calibration: Calibration | None = None) -> SkipReport:
     """Quantize ``target`` (an ``nn.Module`` or an Ideogram 4 pipeline) in place per ``recipe``; report it."""
     if not isinstance(recipe, Recipe):
-        raise RecipeError(f"quantize_ needs a Recipe (FP8Reference, Int8W8A8, GGUF, NF4), got {type(recipe).__name__}")
+        raise RecipeError(
+            f"quantize_ needs a Recipe (one of the variants {', '.join(known_variants())}), got {type(recipe).__name__}"
+        )
     models = transformers_of(target)
     linears = {
         prefix + name: (name, module)
@@ -126,12 +129,10 @@ def quantize_(target: object, recipe: Recipe, calibration: Calibration | None = 
     for full, (_, linear) in linears.items():
         check_input(linear.weight.detach(), recipe.format, full)
     decisions = decide_layers(linears, recipe, calibration)
-    built = {d.name: _build(linears[d.name][1], d, recipe) for d in decisions if d.quantize}
+    built = {d.name: recipe.build(linears[d.name][1], name=d.name, smooth=d.smooth) for d in decisions if d.quantize}
     for full, layer in built.items():
         _swap(models, full, layer)
-    if isinstance(recipe, Int8W8A8) and calibration is not None:
-        for model in models.values():
-            fold_runtime_smoothing_(model)
+    recipe.finish(models, calibration)
     return _report(models, recipe, {d.name: d for d in decisions})
 
 
@@ -153,31 +154,17 @@ def decide_layers(
 ) -> list[LayerDecision]:
     """The one place where each linear's fate is decided. ``linears``: full name -> (name in its model, layer)."""
     _check_names_exist(recipe.keep, linears, "keep")
-    protected: set[str] = set()
-    if isinstance(recipe, Int8W8A8):
-        if recipe.needs_calibration:
-            if calibration is None:
-                raise RecipeError(
-                    f"Int8W8A8(protect={recipe.protect!r}) picks the most fragile layers from calibration "
-                    "statistics; pass calibration= to quantize_, or list the layers to protect by name "
-                    "(the published build protected FFN down-projections, '*.feed_forward.w2')"
-                )
-            protected = set(calibration.protected_layers(recipe.protect))
-            _check_names_exist(tuple(protected), linears, "protect (from calibration)")
-        else:
-            _check_names_exist(recipe.protect, linears, "protect")
-            protected = {full for full, (name, _) in linears.items() if _match(recipe.protect, full, name)}
+    protect = recipe.protected(calibration)
+    _check_names_exist(protect, linears, "protect")
+    protected = {full for full, (name, _) in linears.items() if _match(protect, full, name)}
     decisions = []
     for full, (name, linear) in linears.items():
         reason = _keep_reason(full, name, linear, recipe, protected)
         if reason is not None:
             decisions.append(LayerDecision(full, quantize=False, reason=reason))
             continue
-        smooth = None
-        if isinstance(recipe, Int8W8A8) and calibration is not None:
-            smooth = calibration.smoothing(full, linear.weight.detach(), recipe.alpha)
-        reason = "quantized" if smooth is None else f"quantized, SmoothQuant alpha={recipe.alpha}"
-        decisions.append(LayerDecision(full, quantize=True, reason=reason, smooth=smooth))
+        smooth = recipe.smoothing(full, linear, calibration)
+        decisions.append(LayerDecision(full, quantize=True, reason=recipe.quantized_reason(smooth), smooth=smooth))
     return decisions
 
 
@@ -187,14 +174,7 @@ def _keep_reason(full: str, name: str, linear: nn.Linear, recipe: Recipe, protec
         return f"listed in keep ({pattern})"
     if full in protected:
         return "protected: stays in its float dtype"
-    if isinstance(recipe, Int8W8A8) and linear.in_features <= recipe.min_in_features:
-        return f"in_features {linear.in_features} <= {recipe.min_in_features}: int8 gains nothing"
-    if isinstance(recipe, GGUF):
-        if linear.weight.numel() < recipe.min_numel:
-            return f"too small: {linear.weight.numel()} < {recipe.min_numel} weights"
-        if linear.in_features % recipe.block:
-            return f"row length {linear.in_features} not a multiple of the {recipe.qtype} block {recipe.block}"
-    return None
+    return recipe.keep_reason(linear)
 
 
 def _match(patterns: Sequence[str] | object, full: str, name: str) -> str | None:
@@ -211,19 +191,6 @@ def _check_names_exist(patterns: object, linears: Mapping[str, tuple[str, nn.Lin
         if not any(_match((pattern,), full, name) for full, (name, _) in linears.items()):
             examples = ", ".join(list(linears)[:4])
             raise RecipeError(f"{field}: {pattern!r} matches no linear layer (names look like: {examples}, ...)")
-
-
-def _build(linear: nn.Linear, decision: LayerDecision, recipe: Recipe) -> QuantizedLinear:
-    name = decision.name
-    if isinstance(recipe, FP8Reference):
-        return FP8Linear.from_linear(linear, name=name)
-    if isinstance(recipe, Int8W8A8):
-        return W8A8Linear.from_linear(linear, smooth=decision.smooth, kernel=recipe.kernel, name=name)
-    if isinstance(recipe, GGUF):
-        return GGUFLinear.from_linear(linear, recipe.qtype, name=name)
-    if isinstance(recipe, NF4):
-        return NF4Linear.from_linear(linear, blocksize=recipe.blocksize, double_quant=recipe.double_quant, name=name)
-    raise RecipeError(f"no quantized layer for recipe {type(recipe).__name__}")
 
 
 def _swap(models: Mapping[str, nn.Module], full: str, layer: nn.Module) -> None:
@@ -352,7 +319,7 @@ def _packed_layer(
     if strict and (bias is None) != (current.bias is None):
         raise CheckpointError(f"{name}.bias: {'missing from the checkpoint' if bias is None else 'unexpected'}")
     cls = layer_class(weight.fmt)
-    if smooth is not None and cls is not W8A8Linear:
+    if smooth is not None and not cls.SMOOTHED:
         raise CheckpointError(f"{name}.smooth: only int8 layers take a smoothing vector, this one is {weight.fmt}")
     device = _device_of(current)
     # A checkpoint may store the bias wider than the model keeps it (GGUF files keep 1-D tensors in F32).

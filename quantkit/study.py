@@ -13,15 +13,29 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from quantkit.errors import CheckpointError, QuantkitError, UsageError
 from quantkit.prompts.benchmark import CALIBRATION_SPLIT
 from quantkit.prompts.prompt import Prompt
+from quantkit.recipes import Recipe, default_variants, known_variants, variant_spec
 from quantkit.scores import ScoreTable
 
-DEFAULT_VARIANTS = ("fp8", "int8_w8a8", "q4_k", "q8_0", "nf4")
+if TYPE_CHECKING:
+    from diffusers import Ideogram4Pipeline
+    from tqdm import tqdm
+
+    from quantkit.calibrate.stats import CalibrationStats
+    from quantkit.gguf_variant import GGUFFiles
+    from quantkit.metrics.registry import Metric
+    from quantkit.pipelines.ideogram4 import GeneratedImage, SamplerSettings
+    from quantkit.quantize import SkipReport
+    from quantkit.report.summary import VariantFacts
+    from quantkit.store.cache import ImageCache, ImageKey
+
+# The variants a study runs when given none (registered with default=True); any registered variant can be asked for.
+DEFAULT_VARIANTS = default_variants()
 QUALITY_METRICS = ("hpsv2", "clip", "pickscore")
 TEXT_METRICS = ("ocr_exact", "ocr_ned")
 FIDELITY_METRICS = ("psnr", "ssim", "lpips")
@@ -57,7 +71,7 @@ class StudyConfig:
         from quantkit.profiles import closest
 
         for kind, names, known in (
-            ("variant", [v for v in self.variants if not is_gguf_spec(v)], DEFAULT_VARIANTS),
+            ("variant", [v for v in self.variants if not is_gguf_spec(v)], known_variants()),
             ("metric", self.metrics, METRICS),
             ("sampler preset", (self.preset,), tuple(PRESETS)),
         ):
@@ -77,7 +91,7 @@ class StudyConfig:
             if not 1 <= index <= count:
                 raise UsageError(f"shard {index}/{count}: the index must be between 1 and the shard count")
 
-    def settings_dict(self) -> dict[str, Any]:
+    def settings_dict(self) -> dict[str, object]:
         """The settings that decide every number of the study, recorded with its results."""
         return {
             "model": self.model,
@@ -91,34 +105,26 @@ class StudyConfig:
         }
 
 
-def _int8_recipe() -> Any:
-    from quantkit.recipes import Int8W8A8
+def apply_recipe(
+    pipe: Ideogram4Pipeline, recipe: Recipe | GGUFFiles, calibration: CalibrationStats | None = None
+) -> SkipReport:
+    """Turn a freshly loaded pipeline into the variant ``recipe`` describes, in place: quantized (``quantize_``), or
+    for a ``gguf:`` file set, its transformers loaded from the files. The one way every caller builds a variant."""
+    from quantkit.gguf_variant import GGUFFiles
+    from quantkit.quantize import quantize_
 
-    return Int8W8A8(alpha=0.5, protect="auto")
-
-
-def _recipe_factories() -> dict[str, Callable[[], Any]]:
-    from quantkit.recipes import GGUF, NF4, FP8Reference
-
-    return {
-        "fp8": FP8Reference,
-        "int8_w8a8": _int8_recipe,
-        "q4_k": lambda: GGUF(qtype="q4_k"),
-        "q8_0": lambda: GGUF(qtype="q8_0"),
-        "nf4": NF4,
-    }
+    if isinstance(recipe, GGUFFiles):  # loaded from its files, not quantized
+        return recipe.apply(pipe)
+    return quantize_(pipe, recipe, calibration)
 
 
-def recipe_for(name: str) -> Any:
-    """The study's recipe for a variant name: the published configurations."""
+def recipe_for(name: str) -> Recipe | GGUFFiles:
+    """The study's recipe for a variant name: the registered (published) configuration, or a ``gguf:`` file set."""
     from quantkit.gguf_variant import GGUFFiles, is_gguf_spec
 
     if is_gguf_spec(name):  # a GGUF file set run as it is (quantkit.gguf_variant)
         return GGUFFiles.parse(name)
-    factories = _recipe_factories()
-    if name not in factories:
-        raise QuantkitError(f"unknown variant {name!r}; known: {', '.join(factories)}")
-    return factories[name]()
+    return variant_spec(name).recipe()
 
 
 @dataclasses.dataclass
@@ -126,9 +132,9 @@ class Variant:
     """What a fixture yields: a named recipe applied to a pipeline, with the report of what it quantized."""
 
     name: str
-    recipe: Any
-    pipeline: Any
-    report: Any = None
+    recipe: Recipe | GGUFFiles
+    pipeline: Ideogram4Pipeline
+    report: SkipReport | None = None
     calibration: str = ""  # identity of the calibration it was quantized with ("" if none): part of its image keys
 
 
@@ -137,7 +143,7 @@ class Study:
         self.config = config
         self.progress = progress
         self._variants: dict[str, Variant] = {}
-        self._images: dict[str, dict[str, Any]] = {}
+        self._images: dict[str, dict[str, GeneratedImage]] = {}
         self.table = ScoreTable()
 
     # -- inputs ---------------------------------------------------------------------------------------------------
@@ -158,7 +164,7 @@ class Study:
         return prompts
 
     @functools.cached_property
-    def sampler(self) -> Any:
+    def sampler(self) -> SamplerSettings:
         from quantkit.pipelines.ideogram4 import PRESETS
 
         if self.config.preset not in PRESETS:
@@ -166,7 +172,7 @@ class Study:
         return PRESETS[self.config.preset]
 
     @functools.cached_property
-    def cache(self) -> Any:
+    def cache(self) -> ImageCache:
         from quantkit.store.cache import ImageCache
 
         return ImageCache(self.config.cache_dir)
@@ -178,27 +184,21 @@ class Study:
             self._variants[name] = self._build(name)
         return self._variants[name]
 
-    def _load_pipeline(self) -> Any:
+    def _load_pipeline(self) -> Ideogram4Pipeline:
         from quantkit.pipelines.ideogram4 import load_pipeline
 
         return load_pipeline(self.config.model, device=self.config.device, offload=self.config.offload)
 
     def _build(self, name: str) -> Variant:
-        from quantkit import quantize_
-        from quantkit.gguf_variant import GGUFFiles
-
         recipe = recipe_for(name)
         pipe = self._load_pipeline()
-        if isinstance(recipe, GGUFFiles):  # loaded from its files, not quantized
-            return Variant(name, recipe, pipe, recipe.apply(pipe))
-        if getattr(recipe, "needs_calibration", False):
+        if isinstance(recipe, Recipe) and recipe.needs_calibration:
             stats, identity = self.calibration()
-            report = quantize_(pipe, recipe, calibration=stats)
-            return Variant(name, recipe, pipe, report, calibration=identity)
-        return Variant(name, recipe, pipe, quantize_(pipe, recipe))
+            return Variant(name, recipe, pipe, apply_recipe(pipe, recipe, stats), calibration=identity)
+        return Variant(name, recipe, pipe, apply_recipe(pipe, recipe))
 
     @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
-    def calibration(self) -> tuple[Any, str]:
+    def calibration(self) -> tuple[CalibrationStats, str]:
         """(statistics, identity): activation statistics of the FP8 source over the set's calibration split, every
         denoising step, both branches; the identity hashes the prompts, the settings and the statistics themselves.
 
@@ -207,7 +207,7 @@ class Study:
         """
         from quantkit.calibrate.run import calibrate_pipeline
         from quantkit.calibrate.stats import CalibrationStats
-        from quantkit.pipelines.cached import generation_code_version, pipeline_weights_hash, quantizer_version
+        from quantkit.generation import generation_code_version, pipeline_weights_hash, quantizer_version
         from quantkit.pipelines.ideogram4 import runtime_fingerprint
         from quantkit.prompts.benchmark import load_benchmark
 
@@ -215,7 +215,7 @@ class Study:
         source = self._load_pipeline()
         inputs = {
             "weights": pipeline_weights_hash(source, self.cache),
-            "quantizer": quantizer_version("int8"),
+            "quantizer": quantizer_version("int8_w8a8"),
             "generation_code": generation_code_version(source),
             "runtime": runtime_fingerprint(source),
             "sampler": self.sampler.to_dict(),
@@ -237,10 +237,10 @@ class Study:
         return stats, f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
 
     # -- images ---------------------------------------------------------------------------------------------------
-    def images(self, name: str) -> dict[str, Any]:
+    def images(self, name: str) -> dict[str, GeneratedImage]:
         """prompt id -> ``GeneratedImage`` of variant ``name``, from the cache where possible."""
         if name not in self._images:
-            from quantkit.pipelines.cached import generate_cached
+            from quantkit.generation import generate_cached
 
             variant = self.variant(name)
             with _progress(self.progress, len(self.prompts), f"generate {name}") as bar:
@@ -257,9 +257,9 @@ class Study:
             self._images[name] = {g.prompt_id: g for g in generated}
         return self._images[name]
 
-    def image_keys(self, name: str) -> dict[str, Any]:
+    def image_keys(self, name: str) -> dict[str, ImageKey]:
         """prompt id -> the cache key of variant ``name``'s image, without generating (what a rerun would look up)."""
-        from quantkit.pipelines.cached import image_keys
+        from quantkit.generation import image_keys
 
         variant = self.variant(name)
         keys = image_keys(
@@ -281,13 +281,10 @@ class Study:
 
         reasons = {}
         for metric in self.config.metrics:
-            ok, reason = availability(metric, **self.metric_options(metric))
+            ok, reason = availability(metric, device=self.config.device)
             if not ok:
                 reasons[metric] = reason
         return reasons
-
-    def metric_options(self, metric: str) -> dict[str, Any]:
-        return {"device": self.config.device}
 
     def scores(self, name: str) -> dict[str, dict[str, float]]:
         """metric -> prompt id -> value for variant ``name``, recorded in :attr:`table` (fidelity metrics compare
@@ -301,7 +298,7 @@ class Study:
         for metric_name in self.config.metrics:
             if metric_name in missing or (metric_name in FIDELITY_METRICS and name == self.config.reference):
                 continue
-            metric = load(metric_name, **self.metric_options(metric_name))
+            metric = load(metric_name, device=self.config.device)
             prompts = [p for p in self.prompts if metric_name not in TEXT_METRICS or p.texts]
             if not prompts:
                 continue
@@ -311,7 +308,13 @@ class Study:
             result[metric_name] = values
         return result
 
-    def _score(self, metric: Any, images: Mapping[str, Any], prompts: Sequence[Prompt], references: Any) -> dict:
+    def _score(
+        self,
+        metric: Metric,
+        images: Mapping[str, GeneratedImage],
+        prompts: Sequence[Prompt],
+        references: Mapping[str, GeneratedImage] | None,
+    ) -> dict[str, float]:
         """Scores of ``prompts``' images under ``metric``, through the score cache (computed in one batch on a miss)."""
         ids = {}
         for p in prompts:
@@ -335,7 +338,7 @@ class Study:
                 bar.update(len(chunk))
         return values
 
-    def facts(self, name: str) -> Any:
+    def facts(self, name: str) -> VariantFacts:
         """Size and latency of variant ``name``: bytes of both transformers' linear layers as the variant ships them
         (packed weights and scales, kept layers in bf16 as the checkpoints store them, whatever dtype this run
         computes in), and mean seconds per generated image."""
@@ -354,7 +357,7 @@ class Study:
         return self.table
 
 
-def _score_id(metric: Any, reference_digest: str) -> str:
+def _score_id(metric: Metric, reference_digest: str) -> str:
     """A score's cache id: the metric, its provenance (model, weights file, conventions) and the reference image."""
     provenance = ";".join(f"{k}={v}" for k, v in sorted(metric.info.items()))
     digest = hashlib.sha256(provenance.encode()).hexdigest()[:16]
@@ -370,7 +373,7 @@ class _progress:
         disable = not enabled or bool(os.environ.get("QUANTKIT_NO_PROGRESS"))
         self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, disable=disable)
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> tqdm:
         return self.bar
 
     def __exit__(self, *exc: object) -> None:

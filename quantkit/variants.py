@@ -1,13 +1,14 @@
 """Save and load a quantized model or pipeline: a directory with ``recipe.json`` and one checkpoint file.
 
-GGUF recipes write one file per transformer copy in ComfyUI's layout (original key names, fused ``qkv``,
+The container is the registered variant's ``checkpoint`` (:mod:`quantkit.recipes.registry`). GGUF variants write
+one file per transformer copy in ComfyUI's layout (original key names, fused ``qkv``,
 ``general.architecture = "ideogram4"``), so ComfyUI-GGUF and :func:`quantkit.io.gguf.load_transformer` (diffusers)
 load them: ``ideogram4-<name>-cond.gguf`` and ``ideogram4-<name>-uncond.gguf`` for a pipeline,
 ``ideogram4-<name>.gguf`` for a single model; the recipe and the versions that made it are in the metadata.
-int8, fp8 and nf4 write ``ideogram4-<name>.safetensors`` (recipe in the header; on a pipeline the keys carry the
-branch prefix, ``transformer.`` / ``unconditional_transformer.``). Every tensor of the quantized transformers is
-stored, packed and plain, so loading into a fresh model or pipeline of the same config gives identical weights and
-outputs.
+safetensors variants (int8, fp8, nf4) write ``ideogram4-<name>.safetensors`` (recipe in the header; on a pipeline
+the keys carry the branch prefix, ``transformer.`` / ``unconditional_transformer.``). Every tensor of the quantized
+transformers is stored, packed and plain, so loading into a fresh model or pipeline of the same config gives
+identical weights and outputs.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from quantkit.errors import CheckpointError, RecipeError
 from quantkit.io.gguf import read_gguf, storage_dtype, write_gguf
 from quantkit.io.ideogram_checkpoints import diffusers_tensors, original_key, original_tensors
 from quantkit.io.safetensors import load_packed, save_packed
-from quantkit.nn import QuantizedLinear, W8A8Linear
+from quantkit.nn import QuantizedLinear
 from quantkit.quantize import plan_packed_load, transformers_of
-from quantkit.recipes import GGUF, QUANTIZER_VERSION, Int8W8A8, Recipe, load_recipe
+from quantkit.recipes import QUANTIZER_VERSION, Recipe, load_recipe, variant_spec
 
 RECIPE_FILE = "recipe.json"
 RECIPE_KEY = "quantkit.recipe"
@@ -39,7 +40,7 @@ GGUF_COPIES = {"transformer.": "cond", "unconditional_transformer.": "uncond"}
 
 def checkpoint_path(path: str | os.PathLike[str], recipe: Recipe, copy: str | None = None) -> Path:
     """The checkpoint file of a saved variant; ``copy`` (``"cond"`` / ``"uncond"``) picks a pipeline's GGUF file."""
-    suffix = "gguf" if isinstance(recipe, GGUF) else "safetensors"
+    suffix = _container(recipe)
     return Path(path) / f"ideogram4-{recipe.name}{'' if copy is None else '-' + copy}.{suffix}"
 
 
@@ -48,7 +49,7 @@ def save_variant(target: object, recipe: Recipe, path: str | os.PathLike[str]) -
     pipeline's GGUF, the conditional copy; the unconditional one sits beside it)."""
     models = transformers_of(target)
     metadata = {RECIPE_KEY: recipe.to_json(), TARGET_KEY: _target_kind(models), VERSION_KEY: QUANTIZER_VERSION}
-    if isinstance(recipe, GGUF):
+    if _container(recipe) == "gguf":
         files = [_save_gguf_copy(path, recipe, prefix, model, metadata) for prefix, model in models.items()]
         recipe.save(Path(path) / RECIPE_FILE)
         return files[0]
@@ -86,7 +87,7 @@ def load_variant(target: object, path: str | os.PathLike[str]) -> Recipe:
     recipe = load_recipe(Path(path) / RECIPE_FILE)
     models = transformers_of(target)
     by_model: dict[str, dict[str, Packed | torch.Tensor]] = {prefix: {} for prefix in models}
-    if isinstance(recipe, GGUF):
+    if _container(recipe) == "gguf":
         for prefix in models:
             checkpoint = checkpoint_path(path, recipe, GGUF_COPIES.get(prefix))
             tensors = _read_checked(checkpoint, path, recipe, models)
@@ -102,11 +103,13 @@ def load_variant(target: object, path: str | os.PathLike[str]) -> Recipe:
     loads = [plan_packed_load(model, by_model[prefix]) for prefix, model in models.items()]  # check all first
     for load in loads:
         load.apply()
-        if isinstance(recipe, Int8W8A8):
-            for layer in load.layers.values():
-                if isinstance(layer, W8A8Linear):
-                    layer.kernel = recipe.kernel
+        recipe.configure_loaded(load.layers.values())
     return recipe
+
+
+def _container(recipe: Recipe) -> str:
+    """The checkpoint container of ``recipe``'s registered variant: ``"gguf"`` or ``"safetensors"``."""
+    return variant_spec(recipe.name).checkpoint
 
 
 def _read_checked(
@@ -115,7 +118,7 @@ def _read_checked(
     """The checkpoint's tensors, after checking it holds ``recipe`` and was saved from the same kind of target."""
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint}: missing; the variant at {path} is incomplete (re-run save_variant)")
-    tensors, metadata = read_gguf(checkpoint) if isinstance(recipe, GGUF) else load_packed(checkpoint)
+    tensors, metadata = read_gguf(checkpoint) if _container(recipe) == "gguf" else load_packed(checkpoint)
     _check_metadata(checkpoint, metadata, recipe)
     if metadata[TARGET_KEY] != _target_kind(models):
         raise CheckpointError(

@@ -11,7 +11,7 @@ from typing import Any
 
 from quantkit import __version__
 from quantkit.errors import CaptionError, StoreError
-from quantkit.pipelines.cached import generate_cached, pipeline_weights_hash, quantizer_version, recipe_id
+from quantkit.generation import generate_cached, pipeline_weights_hash, quantizer_version, recipe_id
 from quantkit.pipelines.ideogram4 import (
     EMBEDDED_MODELS,
     EMBEDDED_PRESETS,
@@ -20,7 +20,6 @@ from quantkit.pipelines.ideogram4 import (
     TINY,
     TINY_RESOLUTION,
     SamplerSettings,
-    apply_variant,
     load_pipeline,
     model_dir,
     runtime_fingerprint,
@@ -199,12 +198,12 @@ def _generate(
     args: argparse.Namespace, prompts: list[Prompt], settings: SamplerSettings, resolution: tuple[int, int]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The FP8 reference's images of ``prompts`` (through the cache) and what the manifest records about them."""
-    from quantkit.study import recipe_for
+    from quantkit.study import apply_recipe, recipe_for
 
     cache = ImageCache(args.cache)
     pipe = load_pipeline(args.model, device=args.device, offload=args.offload)
     recipe = recipe_for(REFERENCE)
-    apply_variant(pipe, recipe)
+    apply_recipe(pipe, recipe)
     generated = generate_cached(pipe, prompts, settings, recipe=recipe, resolution=resolution, cache=cache)
     record = {
         "settings": {

@@ -1,7 +1,8 @@
 """Bit-exact quantization codecs, one small module per format.
 
-``quantize(w, fmt) -> Packed`` and ``dequantize(p) -> Tensor`` dispatch to ``quantkit.codecs.<fmt>``; each format
-module defines ``FORMAT``, ``quantize(w, *, name, **options)`` and ``dequantize(p, dtype)``.
+``quantize(w, fmt) -> Packed`` and ``dequantize(p) -> Tensor`` dispatch to ``quantkit.codecs.<fmt>`` (or to a codec
+a variant registered for a new format); each format module defines ``FORMAT``, ``quantize(w, *, name, **options)``
+and ``dequantize(p, dtype)``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ from quantkit.errors import FormatError
 
 FORMATS: tuple[str, ...] = ("q4_k", "q8_0", "nf4", "fp8_e4m3", "int8")
 
-__all__ = ["FORMATS", "Packed", "codec", "dequantize", "quantize"]
+_REGISTERED: dict[str, ModuleType] = {}
+
+__all__ = ["FORMATS", "Packed", "codec", "dequantize", "quantize", "register_codec"]
+
+
+def register_codec(module: ModuleType) -> None:
+    """Make ``module`` (with ``FORMAT``, ``quantize``, ``dequantize``) the codec of its format; built-ins stay."""
+    fmt = module.FORMAT
+    if fmt in FORMATS or _REGISTERED.get(fmt, module) is not module:
+        raise FormatError(f"format {fmt!r} already has a codec")
+    _REGISTERED[fmt] = module
 
 
 def codec(fmt: str) -> ModuleType:
     """The module that implements ``fmt``."""
+    if fmt in _REGISTERED:
+        return _REGISTERED[fmt]
     if fmt not in FORMATS:
-        raise FormatError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+        raise FormatError(f"unknown format {fmt!r}; known formats: {', '.join((*FORMATS, *_REGISTERED))}")
     return importlib.import_module(f"quantkit.codecs.{fmt}")
 
 

@@ -30,6 +30,7 @@ except ImportError:  # numba missing: the eager torch path does all the work
 
 FORMAT = "q4_k"
 QK_K = 256  # weights per super-block
+BLOCK = QK_K  # weights per block, the name every GGUF codec module uses
 SUB = 32  # weights per sub-block
 BLOCK_BYTES = 144
 NMAX = 15  # largest 4-bit level

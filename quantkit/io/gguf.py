@@ -24,6 +24,7 @@ import gguf
 import numpy as np
 import torch
 
+from quantkit.codecs import q4_k, q8_0
 from quantkit.codecs.base import Packed
 from quantkit.errors import CheckpointError
 from quantkit.io import replacing
@@ -36,10 +37,10 @@ COMFY_PREFIX = "model.diffusion_model."
 
 GGMLType = gguf.GGMLQuantizationType
 
-# Packed formats GGUF can hold: fmt -> (GGML type, weights per block, bytes per block).
+# Packed formats GGUF can hold: fmt -> (GGML type, weights per block, bytes per block); block facts from the codecs.
 PACKED_TYPES = {
-    "q4_k": (gguf.GGMLQuantizationType.Q4_K, 256, 144),
-    "q8_0": (gguf.GGMLQuantizationType.Q8_0, 32, 34),
+    "q4_k": (gguf.GGMLQuantizationType.Q4_K, q4_k.BLOCK, q4_k.BLOCK_BYTES),
+    "q8_0": (gguf.GGMLQuantizationType.Q8_0, q8_0.BLOCK, q8_0.BLOCK_BYTES),
 }
 FORMAT_OF_TYPE = {ggml_type: fmt for fmt, (ggml_type, _, _) in PACKED_TYPES.items()}
 PLAIN_TYPES = {

@@ -24,6 +24,7 @@ class QuantizedLinear(nn.Module):
     """Base class: holds a 2-D ``Packed`` weight and a bias; subclasses define ``forward``."""
 
     FORMATS: ClassVar[tuple[str, ...]] = ()
+    SMOOTHED: ClassVar[bool] = False  # takes a SmoothQuant vector (``smooth=``) applied to its input
 
     def __init__(self, packed: Packed, bias: torch.Tensor | None = None) -> None:
         super().__init__()

@@ -68,6 +68,7 @@ class W8A8Linear(QuantizedLinear):
     """Drop-in ``nn.Linear``: int8 per-channel weight (``weight``, ``weight_scale``), int8 per-token activations."""
 
     FORMATS = ("int8",)
+    SMOOTHED = True
 
     def __init__(
         self,

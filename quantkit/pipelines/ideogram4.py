@@ -198,15 +198,6 @@ def place(
             module.to(device)
 
 
-def apply_variant(pipe: Ideogram4Pipeline, recipe: Any, calibration: Any = None) -> Ideogram4Pipeline:
-    """Quantize both transformers in place with ``recipe`` (None leaves the pipeline unquantized)."""
-    if recipe is not None:
-        from quantkit import quantize_
-
-        quantize_(pipe, recipe, calibration)
-    return pipe
-
-
 def execution_device(pipe: Ideogram4Pipeline) -> torch.device:
     """Where the pipeline computes: the VAE is never offloaded, so its device is the execution device."""
     return pipe.vae.device

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from quantkit.pipelines import cached
-from quantkit.pipelines.cached import generate_cached, image_key, recipe_id
+from quantkit import generation as cached
+from quantkit.generation import generate_cached, image_key, recipe_id
 from quantkit.pipelines.ideogram4 import SamplerSettings, load_pipeline
 from quantkit.prompts.prompt import Prompt
 from quantkit.store.cache import ImageCache, ImageKey, weights_hash

@@ -1,14 +1,18 @@
 """The image key covers everything that can change a pixel, one part at a time: the quantizer code a variant runs
-(and only that variant's), the generation code path (adapter, diffusers pipeline, sampler, models), the
-calibration (in ``test_study``), the weights, caption, seed, sampler, resolution and runtime (in ``test_cache``)."""
+(and only that variant's, as the variant registry declares it), the generation code path (adapter, diffusers
+pipeline, sampler, models), the calibration (in ``test_study``), the weights, caption, seed, sampler, resolution and
+runtime (in ``test_cache``)."""
 
 import ast
 import shutil
 
 import pytest
 
-from quantkit.pipelines import cached
+from quantkit import generation as cached
+from quantkit import gguf_variant
 from quantkit.pipelines.ideogram4 import load_pipeline
+from quantkit.recipes import known_variants
+from quantkit.recipes.registry import COMMON_SOURCES
 
 PACKAGE = cached.PACKAGE_ROOT
 NOT_PIXELS = {"errors.py", "atomic.py"}  # messages and file writing: they never change a pixel
@@ -35,25 +39,34 @@ def _quantkit_imports(path):
     return files
 
 
-def test_every_quantizer_file_is_keyed_for_some_format():
-    listed = {
-        p.relative_to(PACKAGE).as_posix()
-        for names in [cached.QUANTIZER_COMMON, *cached.QUANTIZER_SOURCES.values()]
-        for p in cached.source_files(names)
-    }
+VARIANTS = [*known_variants(), gguf_variant.PREFIX]  # every registered variant and the gguf: file sets
+
+
+def _files(names):
+    return {p.relative_to(PACKAGE).as_posix() for p in cached.source_files(names)}
+
+
+def test_every_quantizer_file_is_claimed_by_some_variant_or_the_common_list():
+    claimed = _files(COMMON_SOURCES) | {f for v in VARIANTS for f in _files(cached.quantizer_sources(v))}
     present = {
-        p.relative_to(PACKAGE).as_posix() for d in ("codecs", "nn", "calibrate") for p in (PACKAGE / d).glob("*.py")
+        p.relative_to(PACKAGE).as_posix()
+        for d in ("codecs", "nn", "calibrate", "recipes")
+        for p in (PACKAGE / d).glob("*.py")
     }
-    assert present - listed == set(), "list new quantizer files in quantkit.pipelines.cached.QUANTIZER_SOURCES"
+    assert present - claimed == set(), "list new quantizer files in their variant's VariantSpec.sources"
 
 
-@pytest.mark.parametrize("fmt", sorted(cached.QUANTIZER_SOURCES))
-def test_a_formats_own_files_import_only_common_code_and_their_own(fmt):
-    common = {p.relative_to(PACKAGE).as_posix() for p in cached.source_files(cached.QUANTIZER_COMMON)}
-    own = {p.relative_to(PACKAGE).as_posix() for p in cached.source_files(cached.QUANTIZER_SOURCES[fmt])}
+def test_every_listed_source_exists():
+    for name in [*COMMON_SOURCES, *(n for v in VARIANTS for n in cached.quantizer_sources(v))]:
+        assert (PACKAGE / name).exists(), f"{name} is listed as quantizer source but does not exist"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_variants_own_files_import_only_common_code_and_their_own(name):
+    common, own = _files(COMMON_SOURCES), _files(cached.quantizer_sources(name)) - _files(COMMON_SOURCES)
     for path in sorted(own):
         outside = _quantkit_imports(PACKAGE / path) - common - own - NOT_PIXELS - KEYED_BY_CALIBRATION
-        assert not outside, f"{path} ({fmt}) runs {sorted(outside)}: add it to the format's QUANTIZER_SOURCES"
+        assert not outside, f"{path} ({name}) runs {sorted(outside)}: add it to the variant's sources"
 
 
 @pytest.fixture
@@ -71,19 +84,35 @@ def _edit(path):
     path.write_text(path.read_text() + "\n# an edit\n")
 
 
-def test_editing_one_codec_changes_only_that_formats_quantizer_key(package_copy):
-    before = {fmt: cached.quantizer_version(fmt) for fmt in cached.QUANTIZER_SOURCES}
-    _edit(package_copy / "codecs" / "q4_k.py")
+def _keys():
     cached.quantizer_version.cache_clear()
-    after = {fmt: cached.quantizer_version(fmt) for fmt in cached.QUANTIZER_SOURCES}
-    assert [fmt for fmt in before if before[fmt] != after[fmt]] == ["q4_k"]
+    return {variant: cached.quantizer_version(variant) for variant in VARIANTS}
 
 
-def test_editing_shared_quantizer_code_changes_every_formats_key(package_copy):
-    before = {fmt: cached.quantizer_version(fmt) for fmt in cached.QUANTIZER_SOURCES}
+@pytest.mark.parametrize(
+    ("edited", "changed"),
+    [
+        ("codecs/q4_k.py", {"q4_k", "gguf:"}),  # gguf: file sets import the codec's block constants
+        ("codecs/nf4.py", {"nf4", "gguf:"}),
+        ("codecs/int8.py", {"int8_w8a8"}),
+        ("codecs/fp8_e4m3.py", {"fp8"}),
+        ("recipes/int8_w8a8.py", {"int8_w8a8"}),
+        ("calibrate/stats.py", {"int8_w8a8"}),
+        ("recipes/gguf.py", {"q4_k", "q8_0"}),
+    ],
+)
+def test_editing_one_variants_code_changes_only_that_variants_quantizer_key(package_copy, edited, changed):
+    before = _keys()
+    _edit(package_copy / edited)
+    after = _keys()
+    assert {v for v in VARIANTS if before[v] != after[v]} == changed
+
+
+def test_editing_shared_quantizer_code_changes_every_variants_key(package_copy):
+    before = _keys()
     _edit(package_copy / "quantize.py")
-    cached.quantizer_version.cache_clear()
-    assert all(cached.quantizer_version(fmt) != before[fmt] for fmt in before)
+    after = _keys()
+    assert all(after[v] != before[v] for v in VARIANTS)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,11 @@ from transformers import Qwen3VLModel
 from quantkit import GGUF, NF4, FP8Reference, Int8W8A8, environment
 from quantkit.errors import CaptionError, MissingWeightsError, QuantkitError
 from quantkit.pipelines import ideogram4
-from quantkit.pipelines.ideogram4 import PRESETS, SamplerSettings, apply_variant, generate, load_pipeline
+from quantkit.pipelines.ideogram4 import PRESETS, SamplerSettings, generate, load_pipeline
 from quantkit.pipelines.tiny import TINY_TRANSFORMER_CONFIG, save_tiny_pipeline
 from quantkit.prompts.prompt import Prompt
 from quantkit.store.cache import ImageCache, weights_hash
+from quantkit.study import apply_recipe
 
 FAST = SamplerSettings("TEST_2", 2, (7.0, 3.0), mu=0.5, std=1.75, max_sequence_length=128)
 SMALL = (64, 64)
@@ -218,7 +219,8 @@ def test_without_a_source_the_tiny_default_is_used(monkeypatch):
 )
 def test_quantized_variants_of_the_tiny_pipeline_generate_valid_images(pipe, recipe):
     plain = pixels(generate(pipe, [FOX], FAST, resolution=SMALL))[0]
-    variant = apply_variant(load_pipeline("tiny-random"), recipe)
+    variant = load_pipeline("tiny-random")
+    apply_recipe(variant, recipe)
     (image,) = generate(variant, [FOX], FAST, resolution=SMALL)
     quantized = np.asarray(image.image)
     assert quantized.shape == plain.shape and quantized.std() > 1.0

@@ -2,8 +2,9 @@
 
 import pytest
 
+from quantkit import generation as cached
 from quantkit.errors import QuantkitError
-from quantkit.pipelines import cached, ideogram4
+from quantkit.pipelines import ideogram4
 from quantkit.report.build import build_report
 from quantkit.study import Study, StudyConfig
 

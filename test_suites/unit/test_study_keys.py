@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from quantkit.pipelines import cached
+from quantkit import generation as cached
 from quantkit.prompts.benchmark import GOLDEN_PROMPTS, load_benchmark, write_manifest
 from quantkit.study import Study, StudyConfig
 

@@ -1,4 +1,9 @@
-"""Generation through the image cache: each image is looked up by its key and generated only on a miss."""
+"""Generation through the image cache: each image is looked up by its key and generated only on a miss.
+
+An image's key holds the code that made it: the quantizer files its variant runs (declared in the variant registry,
+:attr:`quantkit.recipes.VariantSpec.sources`, plus :data:`quantkit.recipes.registry.COMMON_SOURCES`) and the
+generation code path. Above the pipelines, the quantizer and the cache, which it joins.
+"""
 
 from __future__ import annotations
 
@@ -12,32 +17,14 @@ from typing import Any
 
 from diffusers import Ideogram4Pipeline
 
+from quantkit import gguf_variant
 from quantkit.pipelines.ideogram4 import TINY_RESOLUTION, GeneratedImage, SamplerSettings, generate, runtime_fingerprint
 from quantkit.prompts.prompt import Prompt
+from quantkit.recipes import known_variants, variant_spec
+from quantkit.recipes.registry import COMMON_SOURCES
 from quantkit.store.cache import ImageCache, ImageKey, canonical_json, weights_hash
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-# The code a quantized image depends on besides the recipe itself: the files every format runs, then each format's
-# own (a folder stands for its .py files). A test checks that every file of these packages is listed and that a
-# format's files import nothing of another format's, so an edit to one codec re-generates only its variant.
-QUANTIZER_COMMON = (
-    "quantize.py",
-    "recipes.py",
-    "codecs/__init__.py",
-    "codecs/base.py",
-    "nn/__init__.py",
-    "nn/base.py",
-)
-QUANTIZER_SOURCES = {
-    "fp8_e4m3": ("codecs/fp8_e4m3.py", "nn/fp8.py"),
-    "int8": ("codecs/int8.py", "nn/w8a8.py", "calibrate"),
-    "q4_k": ("codecs/q4_k.py", "codecs/_q4_k_kernel.py", "nn/gguf.py"),
-    "q8_0": ("codecs/q8_0.py", "nn/gguf.py"),
-    "nf4": ("codecs/nf4.py", "nn/nf4.py"),
-    # third-party files, read with quantkit's key mapping (whose module also loads published NF4, hence nf4.py) and
-    # decoded by diffusers' GGUF layers
-    "gguf": ("gguf_variant.py", "io/__init__.py", "io/gguf.py", "io/ideogram_checkpoints.py", "codecs/nf4.py"),
-}
+PACKAGE_ROOT = Path(__file__).resolve().parent
 # The generation code path of every image: quantkit's adapter (seeding, sampler arguments, decoding).
 GENERATION_SOURCES = ("pipelines/ideogram4.py",)
 
@@ -46,7 +33,7 @@ def source_files(names: Sequence[str]) -> list[Path]:
     """The .py files ``names`` stand for (paths under the package; a folder means its .py files), sorted."""
     files = set()
     for name in names:
-        path = PACKAGE_ROOT / name
+        path = PACKAGE_ROOT / name  # an absolute name stays as it is
         files.update(path.rglob("*.py") if path.is_dir() else [path] if path.is_file() else [])
     return sorted(files)
 
@@ -59,14 +46,20 @@ def _digest(files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def quantizer_sources(variant: str) -> tuple[str, ...]:
+    """The quantizer files variant ``variant`` runs: the common files and its own (a ``gguf:`` file set's are
+    :data:`quantkit.gguf_variant.SOURCES`)."""
+    own = gguf_variant.SOURCES if gguf_variant.is_gguf_spec(variant) else variant_spec(variant).sources
+    return (*COMMON_SOURCES, *own)
+
+
 @functools.cache
-def quantizer_version(fmt: str | None = None) -> str:
-    """sha256 of the quantizer code a format runs (all formats' code when ``fmt`` is None): an edit to a codec or
-    layer invalidates exactly the images quantized with it."""
-    if fmt is not None and fmt not in QUANTIZER_SOURCES:
-        raise ValueError(f"no quantizer sources listed for format {fmt!r}; add them to QUANTIZER_SOURCES")
-    names = [n for f, own in QUANTIZER_SOURCES.items() if fmt in (None, f) for n in own]
-    return _digest(source_files([*QUANTIZER_COMMON, *names]))
+def quantizer_version(variant: str | None = None) -> str:
+    """sha256 of the quantizer code a variant runs (every registered variant's when ``variant`` is None): an edit
+    to a codec or layer invalidates exactly the images of the variants that run it."""
+    if variant is not None:
+        return _digest(source_files(quantizer_sources(variant)))
+    return _digest(source_files([n for v in (*known_variants(), gguf_variant.PREFIX) for n in quantizer_sources(v)]))
 
 
 def generation_sources(pipe: Ideogram4Pipeline) -> list[Path]:
@@ -113,7 +106,7 @@ def image_key(
     return ImageKey(
         weights_hash=weights,
         recipe=recipe_id(recipe),
-        quantizer_version="" if recipe is None else quantizer_version(recipe.format),
+        quantizer_version="" if recipe is None else quantizer_version(recipe.name),
         calibration=calibration,
         generation_code=generation_code,
         caption=prompt.caption,
