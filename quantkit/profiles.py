@@ -210,8 +210,8 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
 def _gate_problem(gate: Mapping[str, Any]) -> str | None:
     """What is wrong with one gate table, or None: its fields, then its names against what exists."""
     from quantkit.metrics import available
+    from quantkit.recipes import known_variants
     from quantkit.stats import gate_from_dict
-    from quantkit.study import DEFAULT_VARIANTS
 
     try:
         gate_from_dict(gate)
@@ -221,6 +221,6 @@ def _gate_problem(gate: Mapping[str, Any]) -> str | None:
         return f"unknown metric {gate['metric']!r}{closest(gate['metric'], available())}"
     for field in ("variant", "reference"):
         name = gate.get(field)
-        if name is not None and name not in DEFAULT_VARIANTS:
-            return f"unknown {field} {name!r}{closest(name, DEFAULT_VARIANTS)}"
+        if name is not None and name not in known_variants():
+            return f"unknown {field} {name!r}{closest(name, known_variants())}"
     return None

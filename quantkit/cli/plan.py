@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from quantkit.cli.options import parse_resolution
+from quantkit.recipes import default_variants
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "mode at 1024x1024 with the full text-token budget."
         ),
     )
-    parser.add_argument("--variants", default="fp8,int8_w8a8,q4_k,q8_0,nf4", help="comma-separated")
+    parser.add_argument(
+        "--variants", default=",".join(default_variants()), help="comma-separated (default: %(default)s)"
+    )
     parser.add_argument(
         "--protect", help="INT8 protect=N or 'auto' (needs calibration statistics: the plan says which)"
     )

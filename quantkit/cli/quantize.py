@@ -8,6 +8,7 @@ from pathlib import Path
 
 from quantkit.cli.options import add_run_options, config_from_args
 from quantkit.errors import Interrupted
+from quantkit.recipes import known_variants
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_run_options(parser)
-    parser.add_argument("--variant", required=True, help="fp8, int8_w8a8, q4_k, q8_0 or nf4")
+    parser.add_argument("--variant", required=True, help=f"one of {', '.join(known_variants())}")
     parser.add_argument("--out", type=Path, required=True, help="folder to save the variant in")
     parser.set_defaults(run=run)
 

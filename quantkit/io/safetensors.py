@@ -1,4 +1,5 @@
-"""safetensors checkpoints of int8 / fp8 / nf4 :class:`Packed` tensors and plain tensors, in the layouts others read.
+"""safetensors checkpoints of int8 / fp8 / nf4 :class:`Packed` tensors and plain tensors, in the layouts others read
+(any other non-GGUF format, e.g. one a registered variant brings, in quantkit's own generic layout).
 
 * fp8_e4m3: the published Ideogram 4 layout, ``<name>`` float8_e4m3fn (logical shape) + ``<name>_scale`` float32
   per output row (a per-tensor scalar scale in a foreign file is expanded to one per row on reading).
@@ -29,12 +30,16 @@ from quantkit.codecs import nf4
 from quantkit.codecs.base import Packed
 from quantkit.errors import CheckpointError
 from quantkit.io import replacing
+from quantkit.io.gguf import PACKED_TYPES
 
 SCALED_DTYPES = {"fp8_e4m3": torch.float8_e4m3fn, "int8": torch.int8}
 FORMAT_OF_DTYPE = {dtype: fmt for fmt, dtype in SCALED_DTYPES.items()}
 NF4_STATE_KEY = ".quant_state.bitsandbytes__nf4"
 NF4_PARTS = ("absmax", "quant_map", "nested_absmax", "nested_quant_map", NF4_STATE_KEY[1:])
 NF4_MODEL_DTYPE = torch.bfloat16
+# Any other format (one a registered variant brings) is stored in quantkit's own layout: ``<name>`` the codes,
+# ``<name>.quantkit_format.<fmt>`` the logical shape (int64), ``<name>.quantkit_scale``, ``<name>.quantkit_extra.<k>``.
+GENERIC_FORMAT = ".quantkit_format."
 
 
 def save_packed(
@@ -64,10 +69,15 @@ def _serialise(path: Path, name: str, tensor: Packed | torch.Tensor) -> dict[str
         return {f"{name}.{key}": value for key, value in _nf4_state(tensor).as_dict(packed=True).items()} | {
             name: tensor.data
         }
-    raise CheckpointError(
-        f"{path}: tensor {name!r} is {tensor.fmt}, which this safetensors layout does not hold; "
-        f"save GGUF formats with quantkit.io.gguf.write_gguf"
-    )
+    if tensor.fmt in PACKED_TYPES:
+        raise CheckpointError(
+            f"{path}: tensor {name!r} is {tensor.fmt}, which this safetensors layout does not hold; "
+            f"save GGUF formats with quantkit.io.gguf.write_gguf"
+        )
+    shape = torch.tensor(tensor.shape, dtype=torch.int64)
+    scale = {} if tensor.scale is None else {f"{name}.quantkit_scale": tensor.scale}
+    extra = {f"{name}.quantkit_extra.{key}": value for key, value in tensor.extra.items()}
+    return {name: tensor.data, f"{name}{GENERIC_FORMAT}{tensor.fmt}": shape} | scale | extra
 
 
 def _nf4_state(p: Packed):  # -> bitsandbytes.functional.QuantState (bnb is imported only when NF4 is used)
@@ -119,6 +129,15 @@ def _assemble(path: Path, flat: dict[str, torch.Tensor]) -> dict[str, Packed | t
         if name not in flat:
             raise CheckpointError(f"{path}: NF4 quant state for {name!r} but no packed tensor {name!r}")
         tensors[name] = _nf4_packed(path, name, {key: flat[key] for key in parts})
+        consumed |= parts
+    for key in [k for k in flat if GENERIC_FORMAT in k]:
+        name, _, fmt = key.partition(GENERIC_FORMAT)
+        if name not in flat:
+            raise CheckpointError(f"{path}: {fmt} shape for {name!r} but no packed tensor {name!r}")
+        parts = {k for k in flat if k.startswith(f"{name}.quantkit_")} | {name}
+        extra = {k.rpartition(".")[2]: flat[k] for k in parts if k.startswith(f"{name}.quantkit_extra.")}
+        shape = tuple(int(n) for n in flat[key].tolist())
+        tensors[name] = Packed(fmt, shape, flat[name], flat.get(f"{name}.quantkit_scale"), extra)
         consumed |= parts
     for key, value in flat.items():
         if key in consumed:
