@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="'tiny' or a local Ideogram 4 folder (default: $QUANTKIT_IDEOGRAM4_DIR, else the embedded tiny model)",
     )
-    group.addoption("--variants", default=None, help="comma-separated variants (default: the registered default variants)")
+    group.addoption("--variants", default=None, help="comma-separated variants (default: the default ones)")
     group.addoption("--prompts", default="benchmark-v1", help="prompt set name or .jsonl path")
     group.addoption("--prompt-limit", type=int, default=None, help="stratified prompt subset (default: 10 on tiny)")
     group.addoption("--n-resamples", type=int, default=10_000, help="bootstrap resamples per interval")

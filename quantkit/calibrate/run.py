@@ -7,8 +7,8 @@ from typing import Any
 
 from quantkit.calibrate.stats import CalibrationStats, StatsCollector
 from quantkit.errors import QuantkitError
+from quantkit.pipelines import BRANCHES
 from quantkit.prompts.prompt import Prompt
-from quantkit.quantize import BRANCHES
 
 
 def calibrate_pipeline(

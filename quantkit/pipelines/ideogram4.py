@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,7 +25,9 @@ from safetensors import SafetensorError
 
 from quantkit.errors import CaptionError, CheckpointError, MissingWeightsError, QuantkitError
 from quantkit.prompts.prompt import Prompt
-from quantkit.store.cache import ImageKey
+
+if TYPE_CHECKING:
+    from quantkit.store.cache import ImageKey  # the cache keys images; the pipeline only carries the key
 
 WEIGHTS_ENV = "QUANTKIT_IDEOGRAM4_DIR"
 TINY = "tiny"
