@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,14 +147,6 @@ class ImageCache:
         except Exception as err:
             log.warning("score cache: corrupted entry %s (%s); recomputing", path, err)
             return None
-
-    def score(self, key: ImageKey, metric: str, compute: Callable[[], float]) -> float:
-        """The cached score, or ``compute()`` stored for next time."""
-        value = self.load_score(key, metric)
-        if value is None:
-            value = float(compute())
-            self.store_score(key, metric, value)
-        return value
 
     def store_score(self, key: ImageKey, metric: str, value: float) -> Path:
         if not math.isfinite(value):
