@@ -1,7 +1,7 @@
 """quantkit: post-training quantization of Ideogram 4 with a pytest quality-regression harness.
 
-``quantize_`` and the recipes are exported lazily, so ``import quantkit.stats`` (which must not need torch) stays
-light.
+``quantize_``, the recipes and the variant registry's ``VariantSpec`` / ``register_variant`` are exported lazily,
+so ``import quantkit.stats`` (which must not need torch) stays light.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ _EXPORTS = {
     "Int8W8A8": "quantkit.recipes",
     "NF4": "quantkit.recipes",
     "Recipe": "quantkit.recipes",
+    "VariantSpec": "quantkit.recipes",
+    "register_variant": "quantkit.recipes",
 }
 
-__all__ = ["GGUF", "NF4", "FP8Reference", "Int8W8A8", "Recipe", "quantize_"]
+__all__ = ["GGUF", "NF4", "FP8Reference", "Int8W8A8", "Recipe", "VariantSpec", "quantize_", "register_variant"]
 
 
 def __getattr__(name: str) -> Any:

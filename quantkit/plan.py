@@ -12,7 +12,6 @@ budget, and the Qwen3-VL-8B text encoder in bf16.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from torch import nn
 
 from quantkit.errors import RecipeError
 from quantkit.quantize import BRANCHES, ReportRow, SkipReport, decide_layers
-from quantkit.recipes import GGUF, NF4, FP8Reference, Int8W8A8, Recipe
+from quantkit.recipes import GGUF, NF4, FP8Reference, Int8W8A8, Recipe, variant_spec
 
 GB, GIB = 1e9, 2**30
 # Published on-disk sizes of both transformer copies (paper-and-model.md, section 3.5), decimal GB.
@@ -68,19 +67,7 @@ def published_recipes(num_layers: int = 34) -> dict[str, Recipe]:
 
 def packed_bytes(recipe: Recipe, out_features: int, in_features: int) -> int:
     """Bytes of one quantized weight, from the format's layout (what ``QuantizedLinear.nbytes`` counts)."""
-    numel = out_features * in_features
-    if isinstance(recipe, GGUF):
-        block, block_bytes = {"q4_k": (256, 144), "q8_0": (32, 34)}[recipe.qtype]
-        return out_features * (in_features // block) * block_bytes
-    if isinstance(recipe, FP8Reference | Int8W8A8):
-        return numel + 4 * out_features  # one byte per weight, a float32 scale per row
-    if isinstance(recipe, NF4):
-        blocks = math.ceil(numel / recipe.blocksize)
-        codes = (numel + 1) // 2 + 8  # two codes per byte, the int64 blocksize
-        if not recipe.double_quant:
-            return codes + 4 * blocks  # float32 absmax per block
-        return codes + blocks + 4 * math.ceil(blocks / 256) + 4  # uint8 absmax, float32 per 256, the offset
-    raise RecipeError(f"no byte layout for {type(recipe).__name__}")
+    return recipe.packed_bytes(out_features, in_features)
 
 
 def plan_variant(models: Mapping[str, nn.Module], recipe: Recipe) -> SkipReport:
@@ -117,7 +104,7 @@ def plan_variant(models: Mapping[str, nn.Module], recipe: Recipe) -> SkipReport:
 
 def _stored_itemsize(recipe: Recipe, tensor: torch.Tensor, linear_weight: bool) -> int:
     """Bytes per element as the variant's checkpoint stores an unquantized tensor (GGUF: quantkit.io.gguf's rule)."""
-    if isinstance(recipe, GGUF):
+    if variant_spec(recipe.name).checkpoint == "gguf":
         return 2 if linear_weight else 4
     return tensor.element_size()
 

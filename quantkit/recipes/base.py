@@ -121,6 +121,11 @@ class Recipe:
         """The quantized layer that replaces ``linear`` (``name`` appears in error messages)."""
         raise NotImplementedError(f"{type(self).__name__} does not say which layer it builds")
 
+    def packed_bytes(self, out_features: int, in_features: int) -> int:
+        """Bytes of one quantized ``[out, in]`` weight, from the format's layout (what ``quantkit plan`` counts on
+        the meta device, without quantizing)."""
+        raise RecipeError(f"{type(self).__name__} has no byte layout: define packed_bytes for quantkit plan")
+
     def finish(self, models: Mapping[str, nn.Module], calibration: Calibration | None) -> None:
         """Runs once after every layer is swapped in (INT8 folds its run-time smoothing here)."""
 

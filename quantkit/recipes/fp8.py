@@ -35,6 +35,9 @@ class FP8Reference(Recipe):
 
         return FP8Linear.from_linear(linear, name=name)
 
+    def packed_bytes(self, out_features: int, in_features: int) -> int:
+        return out_features * in_features + 4 * out_features  # one byte per weight, a float32 scale per row
+
 
 register_variant(
     VariantSpec(

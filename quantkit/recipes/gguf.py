@@ -67,6 +67,9 @@ class GGUF(Recipe):
 
         return GGUFLinear.from_linear(linear, self.qtype, name=name)
 
+    def packed_bytes(self, out_features: int, in_features: int) -> int:
+        return out_features * (in_features // self.block) * int(codecs.codec(self.qtype).BLOCK_BYTES)
+
 
 register_variant(
     VariantSpec(

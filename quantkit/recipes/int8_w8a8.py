@@ -104,6 +104,9 @@ class Int8W8A8(Recipe):
 
         return W8A8Linear.from_linear(linear, smooth=smooth, kernel=self.kernel, name=name)
 
+    def packed_bytes(self, out_features: int, in_features: int) -> int:
+        return out_features * in_features + 4 * out_features  # one byte per weight, a float32 scale per row
+
     def finish(self, models: Mapping[str, nn.Module], calibration: Calibration | None) -> None:
         """Smoothing vectors that could not be folded into a producer are applied at run time; fold those that can."""
         from quantkit.calibrate.smoothquant import fold_runtime_smoothing_

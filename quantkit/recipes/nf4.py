@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
-from quantkit.codecs.nf4 import BLOCKSIZES
+from quantkit.codecs.nf4 import BLOCKSIZES, NESTED_BLOCKSIZE
 from quantkit.recipes.base import Recipe, choice, fail, integer
 from quantkit.recipes.registry import VariantSpec, register_variant
 
@@ -46,6 +47,14 @@ class NF4(Recipe):
         from quantkit.nn.nf4 import NF4Linear
 
         return NF4Linear.from_linear(linear, blocksize=self.blocksize, double_quant=self.double_quant, name=name)
+
+    def packed_bytes(self, out_features: int, in_features: int) -> int:
+        numel = out_features * in_features
+        blocks = math.ceil(numel / self.blocksize)
+        codes = (numel + 1) // 2 + 8  # two codes per byte, the int64 blocksize
+        if not self.double_quant:
+            return codes + 4 * blocks  # float32 absmax per block
+        return codes + blocks + 4 * math.ceil(blocks / NESTED_BLOCKSIZE) + 4  # uint8 absmax, float32 per 256, offset
 
 
 register_variant(
