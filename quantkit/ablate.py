@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quantkit.errors import StatsError
-from quantkit.study import FIDELITY_METRICS, Study, StudyConfig, Variant
+from quantkit.study import FIDELITY_METRICS, Study, StudyConfig, Variant, apply_recipe
 
 LADDER = (("k=0", 0.0), ("k=1/4", 8 / 34), ("k=1/2", 17 / 34), ("k=all", 1.0))
 
@@ -80,16 +80,14 @@ class Int8Ablation(Study):
         return [self.config.reference, *self.arms]
 
     def _build(self, name: str) -> Variant:
-        from quantkit import quantize_
-
         if name == self.config.reference:
             return super()._build(name)
         arm = self.arms[name]
         pipe = self._load_pipeline()
         if not arm.smooth:
-            return Variant(name, arm.recipe, pipe, quantize_(pipe, arm.recipe))
+            return Variant(name, arm.recipe, pipe, apply_recipe(pipe, arm.recipe))
         stats, identity = self.calibration()  # the identity keys the arm's images, as a study variant's
-        return Variant(name, arm.recipe, pipe, quantize_(pipe, arm.recipe, calibration=stats), calibration=identity)
+        return Variant(name, arm.recipe, pipe, apply_recipe(pipe, arm.recipe, stats), calibration=identity)
 
 
 def run_int8(config: StudyConfig, *, out_dir: Path, n_resamples: int = 10_000, progress: bool = True) -> str:
