@@ -76,7 +76,7 @@ def test_foldable_smoothing_moves_into_norms_and_the_rest_stays_at_run_time(plan
 def test_folding_matches_run_time_smoothing(planted, monkeypatch):
     pair, stats, reference = planted
     folded, _, _ = quantized_error(pair, reference, Int8W8A8(alpha=0.5, kernel="exact_cpu"), stats)
-    monkeypatch.setattr("quantkit.quantize.fold_runtime_smoothing_", lambda model: [])
+    monkeypatch.setattr("quantkit.calibrate.smoothquant.fold_runtime_smoothing_", lambda model: [])
     runtime, _, _ = quantized_error(pair, reference, Int8W8A8(alpha=0.5, kernel="exact_cpu"), stats)
     assert folded == pytest.approx(runtime, rel=0.05)
 
