@@ -247,3 +247,40 @@ def write_benchmark(
     write_json(manifest_path, {"version": version, "file": path.name, "sha256": digest, **summarize(entries)})
     read_entries(path)  # what was written must load
     return path
+
+
+def read_prompts(source: str | os.PathLike[str], limit: int | None = None) -> list[Prompt]:
+    """A benchmark by name (its evaluation split, with its stratified ``limit`` subset), or a prompt set file as
+    JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``,
+    ``texts``, ``seed`` are optional."""
+    path = Path(source)
+    if not path.suffix:
+        return load_benchmark(str(source), limit=limit, split="evaluation")  # the prompts a study evaluates
+    prompts = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise CaptionError(f"cannot read prompt set {path}: {err}") from err
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            caption = row["caption"]
+            if not isinstance(caption, str):
+                raise TypeError("caption must be the canonical JSON caption as a string")
+            prompts.append(
+                Prompt(
+                    id=str(row["id"]),
+                    category=row.get("category", ""),
+                    raw=row.get("raw", ""),
+                    caption=caption,
+                    texts=tuple(row.get("texts", ())),
+                    seed=int(row.get("seed", -1)),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise CaptionError(f"{path}:{number}: bad prompt line ({err!r})") from err
+    if not prompts:
+        raise CaptionError(f"{path}: no prompts")
+    return prompts
