@@ -24,13 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from quantkit.data import GOLDEN_DIR, require
 from quantkit.errors import QuantkitError
 from quantkit.metrics.catalog import CATALOG
 from quantkit.scores import ScoreTable
 from quantkit.stats.gates import Gate, gate_from_dict
 from quantkit.store.golden import GoldenTolerance
 
-GATES_DIR = Path(__file__).resolve().parents[1] / "golden" / "gates"
+GATES_DIR = GOLDEN_DIR / "gates"
 PROFILE_FIELDS = {"version", "description", "confidence", "adjustment", "power_tolerance", "allow_skip"}
 GOLDEN_FIELDS = {field.name for field in dataclasses.fields(GoldenTolerance)}
 
@@ -183,6 +184,7 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
     """A profile by name (``tiny``, ``ideogram4``: files in ``golden/gates/``) or by path to a TOML file."""
     path = Path(name_or_path)
     if not path.suffix:
+        require(f"gate profile {name_or_path!r}")
         path = GATES_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in GATES_DIR.glob("*.toml"))

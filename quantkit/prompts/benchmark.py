@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from quantkit.atomic import write_bytes, write_json
+from quantkit.data import GOLDEN_DIR, require
 from quantkit.errors import CaptionError, StoreError, UsageError
 from quantkit.prompts.caption import canonical_json, parse
 from quantkit.prompts.prompt import Prompt
 
-GOLDEN_PROMPTS = Path(__file__).resolve().parents[2] / "golden" / "prompts"
+GOLDEN_PROMPTS = GOLDEN_DIR / "prompts"
 DEFAULT_VERSION = "benchmark-v1"
 CALIBRATION_SPLIT = 4  # prompts per set reserved for calibration (INT8 SmoothQuant and fragility)
 SPLITS = ("all", "evaluation", "calibration")
@@ -47,7 +48,10 @@ class BenchmarkEntry:
 def paths_for(path_or_name: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The jsonl file and its manifest for a version name (looked up in ``golden/prompts``) or a path."""
     text = str(path_or_name)
-    path = Path(text) if text.endswith(".jsonl") or os.sep in text else GOLDEN_PROMPTS / f"{text}.jsonl"
+    if not (text.endswith(".jsonl") or os.sep in text):
+        require(f"prompt set {text!r}")
+        return paths_for(GOLDEN_PROMPTS / f"{text}.jsonl")
+    path = Path(text)
     return path, path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
 
 
