@@ -61,3 +61,8 @@ def label(name: str) -> str:
     """The column title of a metric in tables (its name when the catalog does not know it)."""
     info = CATALOG.get(name)
     return info.label if info else name
+
+
+def compares_with_reference(name: str) -> bool:
+    """Whether metric ``name`` scores an image against the reference's (False for names the catalog does not know)."""
+    return name in CATALOG and CATALOG[name].compares_with_reference

@@ -130,7 +130,7 @@ def pareto_figure(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, V
         ax.scatter(size, value, s=MARKER_AREA)
     ax.margins(0.2)
     ax.set_xlabel("size of the transformers' linear layers (MB)")
-    versus = " vs the reference" if metric in ("lpips", "ssim", "psnr") else ""
+    versus = " vs the reference" if catalog.compares_with_reference(metric) else ""
     ax.set_ylabel(f"{catalog.label(metric)}{versus} (mean)")
     ax.set_title("quality versus size")
     ax.grid(alpha=0.3)
