@@ -11,8 +11,6 @@ from quantkit.option_text import parse_names, parse_resolution, parse_shard
 from quantkit.profiles import SKIP_REASONS
 from quantkit.study import DEFAULT_VARIANTS, METRICS, StudyConfig
 
-__all__ = ["add_allow_skip", "add_run_options", "config_from_args", "parse_resolution"]
-
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("what to run")
