@@ -41,6 +41,13 @@ DEPRECATED = {
     "--golden-dir": "--quantkit-golden-dir",
     "--update-golden": "--quantkit-update-golden",
 }
+# How the options that are not plain strings read their value; every default is None, so "not given" is visible.
+_VALUE_KINDS: dict[str, dict[str, Any]] = {
+    "--quantkit-prompt-limit": {"type": int},
+    "--quantkit-n-resamples": {"type": int},
+    "--quantkit-allow-skip": {"action": "append"},
+    "--quantkit-update-golden": {"action": "store_true", "default": None},
+}
 CONFIG_KEY = pytest.StashKey["Any"]()
 PROFILE_KEY = pytest.StashKey["Any"]()
 STUDY_KEY = pytest.StashKey["Any"]()
@@ -53,7 +60,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     from quantkit.profiles import SKIP_REASONS
 
     group = parser.getgroup("quantkit", "quantkit quality-regression harness (defaults as `quantkit study`)")
-    add = group.addoption
+
+    def add(name: str, **kwargs: Any) -> None:
+        group.addoption(name, **_VALUE_KINDS.get(name, {}), **kwargs)
+
     add(
         "--quantkit-model",
         help="'tiny', 'tiny-random' or a local Ideogram 4 folder (default: $QUANTKIT_IDEOGRAM4_DIR, else tiny)",
@@ -61,16 +71,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--quantkit-variants", help="comma-separated variants (default: all five)")
     add("--quantkit-reference", help="variant the others are compared with (default: fp8)")
     add("--quantkit-prompts", help="prompt set name or .jsonl path (default: benchmark-v1)")
-    add("--quantkit-prompt-limit", type=int, help="stratified prompt subset (default: 10 on tiny, all otherwise)")
+    add("--quantkit-prompt-limit", help="stratified prompt subset (default: 10 on tiny, all otherwise)")
     add("--quantkit-preset", help="sampler preset (default: TINY_TEXT on tiny, SMOKE on tiny-random, V4_QUALITY_48)")
     add("--quantkit-resolution", help="H or HxW in pixels (default: 128 on tiny, 1024 otherwise)")
     add("--quantkit-device", help="cpu or cuda (default: cuda when available)")
     add("--quantkit-cache", help="image and score cache (default: $QUANTKIT_CACHE or .quantkit-cache)")
-    add("--quantkit-n-resamples", type=int, help="bootstrap resamples per interval (default: 10000)")
+    add("--quantkit-n-resamples", help="bootstrap resamples per interval (default: 10000)")
     add("--quantkit-gates", help="gate profile name or TOML path (default: tiny on tiny, ideogram4 otherwise)")
     add(
         "--quantkit-allow-skip",
-        action="append",
         metavar="REASON",
         help=f"let gates skipped for this reason pass, besides the profile's allow_skip (repeatable): "
         f"{'; '.join(SKIP_REASONS)}",
@@ -83,14 +92,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gate on these merged score files (CI shards) instead of generating",
     )
     add("--quantkit-golden-dir", help="golden reference store (default: golden/references)")
-    add("--quantkit-update-golden", action="store_true", default=None, help="rewrite this run's golden reference set")
+    add("--quantkit-update-golden", help="rewrite the golden reference set of this run")
     old = parser.getgroup("quantkit-deprecated", "quantkit options under their deprecated unprefixed names")
     for name, new in DEPRECATED.items():
-        if new in ("--quantkit-allow-skip", "--quantkit-update-golden"):
-            kind = {"action": "append"} if new == "--quantkit-allow-skip" else {"action": "store_true", "default": None}
-        else:
-            kind = {"type": int} if new in ("--quantkit-prompt-limit", "--quantkit-n-resamples") else {}
-        old.addoption(name, **kind, help=f"deprecated: use {new}")
+        old.addoption(name, **_VALUE_KINDS.get(new, {}), help=f"deprecated: use {new}")
 
 
 def option(config: pytest.Config, name: str) -> Any:
