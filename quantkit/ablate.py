@@ -127,7 +127,7 @@ def _not_measured(study: Study) -> str:
 def _ladder_png(study: Int8Ablation, cells: Mapping[str, Mapping[str, Any]]) -> bytes | None:
     """The fidelity metric (first of PSNR, SSIM, LPIPS measured) against k protected, with 95% CIs; the arms without
     SmoothQuant as separate markers."""
-    metric = next((m for m in ("psnr", "ssim", "lpips") if any(m in r and r[m].n for r in cells.values())), None)
+    metric = next((m for m in FIDELITY_METRICS if any(m in r and r[m].n for r in cells.values())), None)
     if metric is None:
         return None
     import matplotlib

@@ -40,6 +40,10 @@ class MissingWeightsError(QuantkitError, FileNotFoundError):
     """Model weights needed for a metric or pipeline are not on this machine (and the hub is offline)."""
 
 
+class MissingDataError(QuantkitError, FileNotFoundError):
+    """quantkit's data folder (gate profiles, benchmark prompts, tiny models) is not where it was looked for."""
+
+
 class StoreError(QuantkitError):
     """A cache entry or golden file is missing, extra, or does not match its recorded hash."""
 

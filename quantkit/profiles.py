@@ -24,11 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from quantkit.data import GOLDEN_DIR, require
 from quantkit.errors import QuantkitError
+from quantkit.metrics.catalog import CATALOG
 from quantkit.scores import ScoreTable
+from quantkit.stats.gates import Gate, gate_from_dict
 from quantkit.store.golden import GoldenTolerance
 
-GATES_DIR = Path(__file__).resolve().parents[1] / "golden" / "gates"
+GATES_DIR = GOLDEN_DIR / "gates"
 PROFILE_FIELDS = {"version", "description", "confidence", "adjustment", "power_tolerance", "allow_skip"}
 GOLDEN_FIELDS = {field.name for field in dataclasses.fields(GoldenTolerance)}
 
@@ -58,12 +61,15 @@ def check_skip_reasons(reasons: Iterable[str], where: str) -> tuple[str, ...]:
 @dataclasses.dataclass(frozen=True)
 class SkippedGate:
     """A gate the run could not decide: ``reason`` is one of :data:`SKIP_REASONS`, ``detail`` says which part is
-    missing (a not-measured metric's long reason is printed once elsewhere and only referred to here)."""
+    missing (a not-measured metric's long reason is printed once elsewhere and only referred to here); ``index`` is
+    the gate's position in its profile."""
 
     gate: Mapping[str, Any]
     reason: str
     detail: str
     allowed: bool = False
+    index: int | None = None
+    status = "skipped"  # beside a Verdict's passed / failed: the gate was not evaluated
 
     @property
     def message(self) -> str:
@@ -111,36 +117,40 @@ class GateProfile:
     name: str
     version: str
     description: str
-    gates: tuple[Mapping[str, Any], ...]
+    gates: tuple[Mapping[str, Any], ...]  # as written in the profile; ``parsed`` holds them as Gate objects
     confidence: float = 0.95
     adjustment: str = "holm"
     power_tolerance: float | Mapping[str, float] | None = None
     golden_tolerance: GoldenTolerance = dataclasses.field(default_factory=GoldenTolerance)
     allow_skip: tuple[str, ...] = ()
+    parsed: tuple[Gate, ...] = ()
 
-    def split(
-        self, table: ScoreTable, allow_skip: Sequence[str] = ()
-    ) -> tuple[list[Mapping[str, Any]], list[SkippedGate]]:
-        """The gates ``table`` can decide, and the others with the reason they cannot be (allowed or not)."""
+    def __post_init__(self) -> None:
+        if not self.parsed:  # load_profile parses while it checks; a profile built by hand is parsed here
+            object.__setattr__(self, "parsed", tuple(gate_from_dict(g) for g in self.gates))
+
+    def split(self, table: ScoreTable, allow_skip: Sequence[str] = ()) -> tuple[list[int], list[SkippedGate]]:
+        """The indices of the gates ``table`` can decide, and the others with the reason they cannot be decided."""
         allowed = set(self.allow_skip) | set(check_skip_reasons(allow_skip, "--allow-skip"))
         runnable, skipped = [], []
-        for gate in self.gates:
+        for index, gate in enumerate(self.parsed):
             why = _skip_reason(gate, table)
             if why is None:
-                runnable.append(gate)
+                runnable.append(index)
             else:
-                skipped.append(SkippedGate(gate, *why, allowed=why[0] in allowed))
+                skipped.append(SkippedGate(self.gates[index], *why, allowed=why[0] in allowed, index=index))
         return runnable, skipped
 
     def evaluate(
         self, table: ScoreTable, *, allow_skip: Sequence[str] = (), n_resamples: int = 10_000, seed: int = 0
     ) -> GateResults:
-        """Every gate's verdict or skip; the adjustment covers exactly the evaluated gates."""
+        """Every gate's verdict or skip, each carrying the index of its gate in the profile; the adjustment covers
+        exactly the evaluated gates."""
         from quantkit.stats import evaluate
 
         runnable, skipped = self.split(table, allow_skip)
         verdicts = evaluate(
-            runnable,
+            [self.parsed[index] for index in runnable],
             table.values,
             categories=table.categories,
             directions=table.directions,
@@ -150,14 +160,15 @@ class GateProfile:
             seed=seed,
             power_tolerance=self.power_tolerance,
         )
+        verdicts = [dataclasses.replace(v, index=runnable[v.index]) for v in verdicts]
         return GateResults(self.name, tuple(verdicts), tuple(skipped))
 
 
-def _skip_reason(gate: Mapping[str, Any], table: ScoreTable) -> tuple[str, str] | None:
-    metric = gate["metric"]
+def _skip_reason(gate: Gate, table: ScoreTable) -> tuple[str, str] | None:
+    metric = gate.metric
     if metric in table.not_measured:
         return WEIGHTS_ABSENT, f"see 'not measured: {metric}'"
-    compared = [v for v in (gate["variant"], gate.get("reference")) if v]
+    compared = [v for v in (gate.variant, gate.reference) if v]
     absent = [v for v in compared if v not in table.values]
     if absent:
         return VARIANT_NOT_RUN, f"{', '.join(absent)} not among the run's variants {', '.join(table.variants)}"
@@ -173,6 +184,7 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
     """A profile by name (``tiny``, ``ideogram4``: files in ``golden/gates/``) or by path to a TOML file."""
     path = Path(name_or_path)
     if not path.suffix:
+        require(f"gate profile {name_or_path!r}")
         path = GATES_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in GATES_DIR.glob("*.toml"))
@@ -191,7 +203,8 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
     gates = tuple(data.get("gate", []))
     if not gates:
         raise QuantkitError(f"gate profile {path} declares no [[gate]]")
-    problems = [f"gate #{index + 1}: {problem}" for index, gate in enumerate(gates) if (problem := _gate_problem(gate))]
+    checked = [_parse_gate(gate) for gate in gates]
+    problems = [f"gate #{index + 1}: {problem}" for index, (_, problem) in enumerate(checked) if problem]
     if problems:  # every gate is checked now, so a typo fails before hours of generation
         raise QuantkitError(f"gate profile {path}: {'; '.join(problems)}")
     return GateProfile(
@@ -204,23 +217,22 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
         power_tolerance=header.get("power_tolerance"),
         golden_tolerance=GoldenTolerance(**golden_table),
         allow_skip=check_skip_reasons(header.get("allow_skip", ()), f"gate profile {path}, allow_skip"),
+        parsed=tuple(gate for gate, _ in checked),
     )
 
 
-def _gate_problem(gate: Mapping[str, Any]) -> str | None:
-    """What is wrong with one gate table, or None: its fields, then its names against what exists."""
-    from quantkit.metrics import available
+def _parse_gate(spec: Mapping[str, Any]) -> tuple[Gate | None, str | None]:
+    """One gate table parsed, or what is wrong with it: its fields, then its names against what exists."""
     from quantkit.recipes import known_variants
-    from quantkit.stats import gate_from_dict
 
     try:
-        gate_from_dict(gate)
+        gate = gate_from_dict(spec)
     except QuantkitError as err:
-        return str(err)
-    if gate["metric"] not in available():
-        return f"unknown metric {gate['metric']!r}{closest(gate['metric'], available())}"
+        return None, str(err)
+    if gate.metric not in CATALOG:
+        return None, f"unknown metric {gate.metric!r}{closest(gate.metric, CATALOG)}"
     for field in ("variant", "reference"):
-        name = gate.get(field)
+        name = getattr(gate, field)
         if name is not None and name not in known_variants():
-            return f"unknown {field} {name!r}{closest(name, known_variants())}"
-    return None
+            return None, f"unknown {field} {name!r}{closest(name, known_variants())}"
+    return gate, None

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from quantkit.atomic import write_json
+from quantkit.data import GOLDEN_DIR
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "recipes.json"
+GOLDEN = GOLDEN_DIR / "recipes.json"
 DRIFT = "this changes the published recipe; update the golden on purpose"
 UPDATE = "quantkit golden recipes --update"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,35 @@ MARKERS = {
     "needs_weights": "needs real model weights on this machine (see the skip reason for the variable to set)",
     "slow": "long-running; skipped unless selected with -m slow",
 }
-GATE_FAMILIES = {
-    "quality": ("hpsv2", "clip", "pickscore"),
-    "ocr": ("ocr_exact", "ocr_ned"),
-    "fidelity": ("psnr", "ssim", "lpips"),
+STUDY_OPTIONS = (
+    "--quantkit-model",
+    "--quantkit-variants",
+    "--quantkit-reference",
+    "--quantkit-prompts",
+    "--quantkit-prompt-limit",
+    "--quantkit-preset",
+    "--quantkit-resolution",
+    "--quantkit-device",
+    "--quantkit-cache",
+)
+# The unprefixed names of 0.1 (other plugins may take them), still read for one release with a deprecation warning.
+DEPRECATED = {
+    "--variants": "--quantkit-variants",
+    "--prompts": "--quantkit-prompts",
+    "--prompt-limit": "--quantkit-prompt-limit",
+    "--n-resamples": "--quantkit-n-resamples",
+    "--gates": "--quantkit-gates",
+    "--allow-skip": "--quantkit-allow-skip",
+    "--golden-dir": "--quantkit-golden-dir",
+    "--update-golden": "--quantkit-update-golden",
 }
-STUDY_OPTIONS = ("--quantkit-model", "--variants", "--prompt-limit", "--quantkit-device")
+# How the options that are not plain strings read their value; every default is None, so "not given" is visible.
+_VALUE_KINDS: dict[str, dict[str, Any]] = {
+    "--quantkit-prompt-limit": {"type": int},
+    "--quantkit-n-resamples": {"type": int},
+    "--quantkit-allow-skip": {"action": "append"},
+    "--quantkit-update-golden": {"action": "store_true", "default": None},
+}
 CONFIG_KEY = pytest.StashKey["Any"]()
 PROFILE_KEY = pytest.StashKey["Any"]()
 STUDY_KEY = pytest.StashKey["Any"]()
@@ -35,34 +57,54 @@ COUNTS_KEY = pytest.StashKey["dict[str, int]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("quantkit", "quantkit quality-regression harness")
-    group.addoption(
+    from quantkit.profiles import SKIP_REASONS
+
+    group = parser.getgroup("quantkit", "quantkit quality-regression harness (defaults as `quantkit study`)")
+
+    def add(name: str, **kwargs: Any) -> None:
+        group.addoption(name, **_VALUE_KINDS.get(name, {}), **kwargs)
+
+    add(
         "--quantkit-model",
-        default=None,
-        help="'tiny' or a local Ideogram 4 folder (default: $QUANTKIT_IDEOGRAM4_DIR, else the embedded tiny model)",
+        help="'tiny', 'tiny-random' or a local Ideogram 4 folder (default: $QUANTKIT_IDEOGRAM4_DIR, else tiny)",
     )
-    group.addoption("--variants", default=None, help="comma-separated variants (default: the default ones)")
-    group.addoption("--prompts", default="benchmark-v1", help="prompt set name or .jsonl path")
-    group.addoption("--prompt-limit", type=int, default=None, help="stratified prompt subset (default: 10 on tiny)")
-    group.addoption("--n-resamples", type=int, default=10_000, help="bootstrap resamples per interval")
-    group.addoption("--gates", default=None, help="gate profile name or TOML path (default: tiny / ideogram4)")
-    group.addoption(
-        "--allow-skip",
-        action="append",
-        default=[],
+    add("--quantkit-variants", help="comma-separated variants (default: the default ones)")
+    add("--quantkit-reference", help="variant the others are compared with (default: fp8)")
+    add("--quantkit-prompts", help="prompt set name or .jsonl path (default: benchmark-v1)")
+    add("--quantkit-prompt-limit", help="stratified prompt subset (default: 10 on tiny, all otherwise)")
+    add("--quantkit-preset", help="sampler preset (default: TINY_TEXT on tiny, SMOKE on tiny-random, V4_QUALITY_48)")
+    add("--quantkit-resolution", help="H or HxW in pixels (default: 128 on tiny, 1024 otherwise)")
+    add("--quantkit-device", help="cpu or cuda (default: cuda when available)")
+    add("--quantkit-cache", help="image and score cache (default: $QUANTKIT_CACHE or .quantkit-cache)")
+    add("--quantkit-n-resamples", help="bootstrap resamples per interval (default: 10000)")
+    add("--quantkit-gates", help="gate profile name or TOML path (default: tiny on tiny, ideogram4 otherwise)")
+    add(
+        "--quantkit-allow-skip",
         metavar="REASON",
-        help="let gates skipped for this reason pass, besides the profile's allow_skip (repeatable)",
+        help=f"let gates skipped for this reason pass, besides the profile's allow_skip (repeatable): "
+        f"{'; '.join(SKIP_REASONS)}",
     )
-    group.addoption(
+    add(
         "--quantkit-scores",
         action="append",
         default=[],
         metavar="JSON",
         help="gate on these merged score files (CI shards) instead of generating",
     )
-    group.addoption("--quantkit-device", default=None, help="cpu or cuda (default: cuda when available)")
-    group.addoption("--golden-dir", default=None, help="golden reference store (default: golden/references)")
-    group.addoption("--update-golden", action="store_true", help="rewrite the golden reference set of this run")
+    add("--quantkit-golden-dir", help="golden reference store (default: golden/references)")
+    add("--quantkit-update-golden", help="rewrite the golden reference set of this run")
+    old = parser.getgroup("quantkit-deprecated", "quantkit options under their deprecated unprefixed names")
+    for name, new in DEPRECATED.items():
+        old.addoption(name, **_VALUE_KINDS.get(new, {}), help=f"deprecated: use {new}")
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """The value of the quantkit option ``name`` (``--quantkit-...``), or of its deprecated unprefixed name."""
+    value = config.getoption(name)
+    if value is None:
+        old = next((o for o, new in DEPRECATED.items() if new == name), None)
+        value = config.getoption(old) if old else None
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,8 +114,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.stash[COUNTS_KEY] = {"gate tests": 0, "evaluated": 0}
-    given = [name for name in STUDY_OPTIONS if config.getoption(name) is not None]
-    if given or config.getoption("--prompts") != "benchmark-v1":
+    for old, new in DEPRECATED.items():
+        if config.getoption(old) is not None:
+            message = f"quantkit: {old} is deprecated and goes in the next release; use {new}"
+            config.issue_config_time_warning(pytest.PytestDeprecationWarning(message), stacklevel=2)
+    if any(option(config, name) is not None for name in STUDY_OPTIONS):
         study_config(config)  # a bad quantkit option is a usage error now, not a collection error later
 
 
@@ -104,34 +149,41 @@ def study_config(config: pytest.Config) -> Any:
 
 
 def _study_config(config: pytest.Config) -> Any:
-    import argparse
+    from quantkit.gguf_variant import parse_variants
+    from quantkit.option_text import parse_resolution
+    from quantkit.study import StudyConfig
 
-    from quantkit.cli.options import add_run_options, config_from_args
+    variants, resolution = option(config, "--quantkit-variants"), option(config, "--quantkit-resolution")
+    return StudyConfig.for_model(
+        option(config, "--quantkit-model"),
+        variants=parse_variants(variants) if variants else None,
+        reference=option(config, "--quantkit-reference"),
+        prompts=option(config, "--quantkit-prompts"),
+        prompt_limit=option(config, "--quantkit-prompt-limit"),
+        preset=option(config, "--quantkit-preset"),
+        resolution=parse_resolution(resolution, "--quantkit-resolution") if resolution else None,
+        device=option(config, "--quantkit-device"),
+        cache_dir=option(config, "--quantkit-cache"),
+    )
 
-    parser = argparse.ArgumentParser()
-    add_run_options(parser)
-    argv = []
-    for flag, value in (
-        ("--model", config.getoption("--quantkit-model")),
-        ("--variants", config.getoption("--variants")),
-        ("--prompts", config.getoption("--prompts")),
-        ("--prompt-limit", config.getoption("--prompt-limit")),
-        ("--device", config.getoption("--quantkit-device")),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    return config_from_args(parser.parse_args(argv))
+
+def allow_skip(config: pytest.Config) -> tuple[str, ...]:
+    from quantkit.profiles import check_skip_reasons
+
+    return check_skip_reasons(option(config, "--quantkit-allow-skip") or (), "--quantkit-allow-skip")
+
+
+def n_resamples(config: pytest.Config) -> int:
+    return option(config, "--quantkit-n-resamples") or 10_000
 
 
 def gate_profile(config: pytest.Config) -> Any:
     """The session's gate profile (loaded and validated once)."""
-    from quantkit.profiles import check_skip_reasons, load_profile
+    from quantkit.profiles import load_profile
 
     if PROFILE_KEY not in config.stash:
-        check_skip_reasons(config.getoption("--allow-skip"), "--allow-skip")
-        name = config.getoption("--gates")
-        if name is None:
-            name = "tiny" if study_config(config).model == "tiny" else "ideogram4"
+        allow_skip(config)
+        name = option(config, "--quantkit-gates") or study_config(config).gate_profile
         config.stash[PROFILE_KEY] = load_profile(name)
     return config.stash[PROFILE_KEY]
 
@@ -164,14 +216,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = list(study_config(metafunc.config).variants)
         metafunc.parametrize("variant", names, indirect=True, scope="session", ids=names)
     if "gate_case" in metafunc.fixturenames:
-        family = getattr(metafunc.module, "GATE_FAMILY", None)
-        metrics = GATE_FAMILIES.get(family) if family else None
+        from quantkit.metrics.catalog import CATALOG
+
+        family = getattr(metafunc.module, "GATE_FAMILY", None)  # a family of quantkit.metrics.catalog, or all
         try:
             profile = gate_profile(metafunc.config)
         except QuantkitError as err:  # a failing test, never a missing one
             metafunc.parametrize("gate_case", [BrokenProfile(str(err))], ids=["gate-profile"])
             return
-        cases = [GateCase(i, g) for i, g in enumerate(profile.gates) if metrics is None or g["metric"] in metrics]
+        cases = [
+            GateCase(i, spec)
+            for i, (spec, gate) in enumerate(zip(profile.gates, profile.parsed, strict=True))
+            if family is None or CATALOG[gate.metric].family == family
+        ]
         if not cases:
             metafunc.parametrize(
                 "gate_case",
@@ -198,7 +255,7 @@ def quantkit_study(pytestconfig: pytest.Config) -> Any:
 
 @pytest.fixture(scope="session")
 def variant(request: pytest.FixtureRequest, quantkit_study: Any) -> Any:
-    """A quantized variant (parametrised over ``--variants``): name, recipe, pipeline, skip report."""
+    """A quantized variant (parametrised over ``--quantkit-variants``): name, recipe, pipeline, skip report."""
     return quantkit_study.variant(request.param)
 
 
@@ -241,22 +298,13 @@ def gate_verdicts(pytestconfig: pytest.Config, quantkit_scores: Any) -> dict[int
     """
     profile = gate_profile(pytestconfig)
     results = profile.evaluate(
-        quantkit_scores,
-        allow_skip=pytestconfig.getoption("--allow-skip"),
-        n_resamples=pytestconfig.getoption("--n-resamples"),
+        quantkit_scores, allow_skip=allow_skip(pytestconfig), n_resamples=n_resamples(pytestconfig)
     )
     pytestconfig.stash[RESULTS_KEY] = results
-    by_index: dict[int, list[Any]] = {}
-    for index, spec in enumerate(profile.gates):
-        by_index[index] = [v for v in results.verdicts if _matches(v.gate, spec)]
-        by_index[index] += [s for s in results.skipped if s.gate is spec]
+    by_index: dict[int, list[Any]] = {index: [] for index in range(len(profile.gates))}
+    for outcome in (*results.verdicts, *results.skipped):
+        by_index[outcome.index].append(outcome)
     return by_index
-
-
-def _matches(gate: Any, spec: Mapping[str, Any]) -> bool:
-    same = all(getattr(gate, key) == spec.get(key) for key in ("metric", "variant", "reference") if key in spec)
-    category = spec.get("category")
-    return same and gate.kind == spec["kind"] and (category == "*" or gate.category == category)
 
 
 def check_gate(case: GateCase, verdicts: list[Any], node: pytest.Item | None = None) -> None:
@@ -264,7 +312,7 @@ def check_gate(case: GateCase, verdicts: list[Any], node: pytest.Item | None = N
     when its reason is allowed (profile ``allow_skip`` or ``--allow-skip``) and fails otherwise."""
     if not verdicts:
         pytest.fail(f"gate {case.id} produced no verdict", pytrace=False)
-    if all(not hasattr(v, "passed") for v in verdicts):
+    if all(v.status == "skipped" for v in verdicts):
         if not verdicts[0].allowed:
             pytest.fail(verdicts[0].message, pytrace=False)
         pytest.skip(verdicts[0].message)
@@ -273,7 +321,7 @@ def check_gate(case: GateCase, verdicts: list[Any], node: pytest.Item | None = N
     for verdict in verdicts:
         if node is not None:
             node.user_properties.extend(_properties(verdict))
-    failed = [v.message for v in verdicts if hasattr(v, "passed") and not v.passed]
+    failed = [v.message for v in verdicts if v.status == "failed"]
     if failed:
         pytest.fail("\n".join(failed), pytrace=False)
 
@@ -301,14 +349,11 @@ def quantkit_gate(request: pytest.FixtureRequest, gate_case: GateCase | BrokenPr
 
 @pytest.fixture(scope="session")
 def quantkit_golden(pytestconfig: pytest.Config) -> Any:
-    """The golden set of this run's model profile and prompt selection (``--golden-dir`` overrides the root)."""
-    from quantkit.cli.golden import golden_set_name
-    from quantkit.store import golden
+    """The golden set of this run's model profile and prompt selection (``--quantkit-golden-dir`` overrides the
+    root)."""
+    from quantkit.golden import golden_set
 
-    config = study_config(pytestconfig)
-    profile = "tiny" if config.model == "tiny" else Path(config.model).name
-    root = pytestconfig.getoption("--golden-dir") or golden.GOLDEN_ROOT
-    return golden.GoldenSet(profile, golden_set_name(config.prompts, config.prompt_limit), Path(root))
+    return golden_set(study_config(pytestconfig), option(pytestconfig, "--quantkit-golden-dir"))
 
 
 # -- reporting --------------------------------------------------------------------------------------------------
@@ -336,7 +381,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     table = config.stash[TABLE_KEY]
     terminalreporter.section("quantkit study")
     reference = study_config(config).reference
-    cells = summarize(table, reference=reference, n_resamples=config.getoption("--n-resamples"))
+    cells = summarize(table, reference=reference, n_resamples=n_resamples(config))
     terminalreporter.write_line(format_table(cells))
     for metric, reason in table.not_measured.items():
         terminalreporter.write_line(f"not measured: {metric}: {reason}")

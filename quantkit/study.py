@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from quantkit.errors import CheckpointError, QuantkitError, UsageError
+from quantkit.metrics import catalog
 from quantkit.prompts.benchmark import CALIBRATION_SPLIT
 from quantkit.prompts.prompt import Prompt
 from quantkit.recipes import Recipe, default_variants, known_variants, variant_spec
@@ -36,10 +37,11 @@ if TYPE_CHECKING:
 
 # The variants a study runs when given none (registered with default=True); any registered variant can be asked for.
 DEFAULT_VARIANTS = default_variants()
-QUALITY_METRICS = ("hpsv2", "clip", "pickscore")
-TEXT_METRICS = ("ocr_exact", "ocr_ned")
-FIDELITY_METRICS = ("psnr", "ssim", "lpips")
-METRICS = QUALITY_METRICS + TEXT_METRICS + FIDELITY_METRICS
+QUALITY_METRICS = catalog.names("quality")
+TEXT_METRICS = catalog.names("text")
+FIDELITY_METRICS = catalog.names("fidelity")
+METRICS = catalog.names()
+REAL_RESOLUTION = (1024, 1024)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,23 @@ class StudyConfig:
             if not 1 <= index <= count:
                 raise UsageError(f"shard {index}/{count}: the index must be between 1 and the shard count")
 
+    @classmethod
+    def for_model(cls, model: str | None = None, **overrides: object) -> StudyConfig:
+        """The study of ``model`` with its defaults (:func:`model_defaults`: prompt limit, sampler preset and
+        resolution; the device is CUDA when available), then ``overrides``; an override that is None keeps the
+        default. ``model`` None is ``$QUANTKIT_IDEOGRAM4_DIR``, else the embedded tiny model. Every shell (the CLI,
+        ``quantkit golden``, the pytest plugin) builds its configuration here."""
+        from quantkit.pipelines.ideogram4 import WEIGHTS_ENV
+
+        model = model or os.environ.get(WEIGHTS_ENV) or "tiny"
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return cls(model=model, **{**model_defaults(model), "device": default_device(), **given})
+
+    @property
+    def gate_profile(self) -> str:
+        """The gate profile a study of this model is held to by default."""
+        return "tiny" if self.model == "tiny" else "ideogram4"
+
     def settings_dict(self) -> dict[str, object]:
         """The settings that decide every number of the study, recorded with its results."""
         return {
@@ -103,6 +122,23 @@ class StudyConfig:
             "resolution": list(self.resolution),
             "device": self.device,
         }
+
+
+def model_defaults(model: str) -> dict[str, object]:
+    """What a study of ``model`` runs unless told otherwise: the embedded tiny models a small study (the trained
+    default with its text-capable sampler, the random one with the smoke sampler); real weights the published
+    protocol (every prompt, V4_QUALITY_48 at 1024x1024)."""
+    from quantkit.pipelines.ideogram4 import EMBEDDED_PRESETS, TINY_RESOLUTION
+
+    if model in EMBEDDED_PRESETS:
+        return {"prompt_limit": 10, "preset": EMBEDDED_PRESETS[model], "resolution": TINY_RESOLUTION}
+    return {"prompt_limit": None, "preset": "V4_QUALITY_48", "resolution": REAL_RESOLUTION}
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def apply_recipe(
@@ -296,13 +332,14 @@ class Study:
         images = self.images(name)
         result: dict[str, dict[str, float]] = {}
         for metric_name in self.config.metrics:
-            if metric_name in missing or (metric_name in FIDELITY_METRICS and name == self.config.reference):
+            info = catalog.CATALOG[metric_name]
+            if metric_name in missing or (info.compares_with_reference and name == self.config.reference):
                 continue
             metric = load(metric_name, device=self.config.device)
-            prompts = [p for p in self.prompts if metric_name not in TEXT_METRICS or p.texts]
+            prompts = [p for p in self.prompts if "texts" not in info.needs or p.texts]
             if not prompts:
                 continue
-            references = self.images(self.config.reference) if metric_name in FIDELITY_METRICS else None
+            references = self.images(self.config.reference) if info.compares_with_reference else None
             values = self._score(metric, images, prompts, references)
             self.table.add(name, metric_name, values, direction=metric.direction)
             result[metric_name] = values

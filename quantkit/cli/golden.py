@@ -1,4 +1,9 @@
-"""``quantkit golden record | verify | update``: the frozen reference images and scores of a model profile."""
+"""``quantkit golden record | verify | update``: the frozen reference images and scores of a model profile.
+
+A shell over :mod:`quantkit.golden`: the configuration is the study's (:meth:`StudyConfig.for_model`), except that
+a golden set holds every prompt of its source unless ``--prompt-limit`` says otherwise, and runs on the CPU unless
+``--device`` says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,14 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from quantkit import __version__
-from quantkit.errors import CaptionError, StoreError
-from quantkit.generation import generate_cached, pipeline_weights_hash, quantizer_version, recipe_id
-from quantkit.pipelines.ideogram4 import (
-    EMBEDDED_MODELS,
-    EMBEDDED_PRESETS,
-    OFFLOAD_MODES,
-    PRESETS,
-    TINY,
-    TINY_RESOLUTION,
-    SamplerSettings,
-    load_pipeline,
-    model_dir,
-    runtime_fingerprint,
-)
-from quantkit.prompts.prompt import Prompt
+from quantkit import golden as workflow
+from quantkit.errors import StoreError
+from quantkit.option_text import parse_resolution
+from quantkit.pipelines.ideogram4 import OFFLOAD_MODES, PRESETS
+from quantkit.prompts.benchmark import read_prompts
 from quantkit.store import golden
-from quantkit.store.cache import ImageCache
-
-REAL_RESOLUTION = (1024, 1024)
-REFERENCE = "fp8"  # golden images are the reference variant's: what every fidelity metric compares against
+from quantkit.study import StudyConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             choices=sorted(PRESETS),
             help="sampler preset (tiny: TINY_TEXT, tiny-random: SMOKE, else V4_QUALITY_48)",
         )
-        sub.add_argument("--resolution", type=_resolution, help="HxW (tiny: 128x128, else 1024x1024)")
+        sub.add_argument("--resolution", help="H or HxW (tiny: 128x128, else 1024x1024)")
         sub.add_argument("--max-text-tokens", type=int, help="text-token budget (default: the preset's)")
         _add_model_options(sub)
         _add_set_options(sub)
@@ -92,14 +82,6 @@ def _add_set_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=golden.GOLDEN_ROOT, help="golden references root")
 
 
-def _resolution(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"resolution {text!r} is not HxW, e.g. 128x128") from err
-    return height, width
-
-
 def run_recipes(args: argparse.Namespace) -> int:
     from quantkit import published
 
@@ -115,46 +97,54 @@ def run_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
-def recorded_sets(root: Path, profile: str | None = None) -> list[golden.GoldenSet]:
-    """Every golden set under ``root`` (of one model profile if given): folders holding a manifest."""
-    manifests = sorted(Path(root).glob(f"{profile or '*'}/*/{golden.MANIFEST}"))
-    return [golden.GoldenSet(m.parent.parent.name, m.parent.name, Path(root)) for m in manifests]
-
-
 def run(args: argparse.Namespace) -> int:
     if args.verb == "verify" and args.prompt_set is None and not args.regenerate:
         return _verify_all(args)
-    folder = model_dir(args.model)
-    embedded = next((name for name, path in EMBEDDED_MODELS.items() if folder.resolve() == path.resolve()), None)
-    profile = args.profile or (TINY if embedded == TINY else folder.name)
+    config = _config(args)
+    profile = args.profile or workflow.profile_name(config.model)
     if args.verb == "verify":
         if args.prompt_set is None:
             raise StoreError("--regenerate needs --prompt-set, the set to regenerate")
         target = golden.GoldenSet(profile, args.prompt_set, args.root)
         if not (target.dir / golden.MANIFEST).is_file():
-            names = ", ".join(f"{s.profile}/{s.prompt_set}" for s in recorded_sets(args.root)) or "none"
+            names = ", ".join(f"{s.profile}/{s.prompt_set}" for s in workflow.recorded_sets(args.root)) or "none"
             raise StoreError(f"no {target}; recorded sets: {names}")
-        return _verify(args, target)
+        return _verify(args, config, target)
     prompts = read_prompts(args.prompts, args.prompt_limit)
-    target = golden.GoldenSet(profile, args.prompt_set or golden_set_name(args.prompts, args.prompt_limit), args.root)
-    settings = PRESETS[args.preset or EMBEDDED_PRESETS.get(embedded or "", "V4_QUALITY_48")]
+    name = args.prompt_set or workflow.golden_set_name(args.prompts, args.prompt_limit)
+    target = golden.GoldenSet(profile, name, args.root)
+    settings = PRESETS[config.preset]
     if args.max_text_tokens:
         settings = dataclasses.replace(settings, max_sequence_length=args.max_text_tokens)
-    resolution = args.resolution or (TINY_RESOLUTION if embedded else REAL_RESOLUTION)
     scores = json.loads(args.scores.read_text(encoding="utf-8")) if args.scores else {}
-    images, record = _generate(args, prompts, settings, resolution)
     if args.verb == "record":
-        golden.record(target, images, scores, **record)
-        print(f"recorded {target}: {len(images)} images")
+        manifest = workflow.record(target, config, prompts, settings=settings, scores=scores)
+        print(f"recorded {target}: {len(manifest['prompt_ids'])} images")
     else:
-        change = golden.update(target, images, scores, **record)
+        change = workflow.update(target, config, prompts, settings=settings, scores=scores)
         print(f"updated {target}: {change.summary()}")
     return 0
 
 
+def _config(args: argparse.Namespace) -> StudyConfig:
+    """The study configuration of the reference (every prompt of the source unless --prompt-limit is given)."""
+    config = StudyConfig.for_model(
+        args.model,
+        variants=(workflow.REFERENCE,),
+        reference=workflow.REFERENCE,
+        prompts=args.prompts,
+        preset=getattr(args, "preset", None),
+        resolution=parse_resolution(args.resolution) if getattr(args, "resolution", None) else None,
+        device=args.device,
+        offload=args.offload,
+        cache_dir=args.cache and str(args.cache),
+    )
+    return dataclasses.replace(config, prompt_limit=args.prompt_limit)
+
+
 def _verify_all(args: argparse.Namespace) -> int:
     """``golden verify`` with no set: every recorded set (of ``--profile`` if given); all problems, then exit 1."""
-    sets = recorded_sets(args.root, args.profile)
+    sets = workflow.recorded_sets(args.root, args.profile)
     if not sets:
         raise StoreError(f"no golden sets under {args.root}" + (f" for profile {args.profile}" if args.profile else ""))
     failed = 0
@@ -169,94 +159,18 @@ def _verify_all(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _verify(args: argparse.Namespace, target: golden.GoldenSet) -> int:
+def _verify(args: argparse.Namespace, config: StudyConfig, target: golden.GoldenSet) -> int:
     manifest = golden.verify(target)
     print(f"{target}: {len(manifest['files'])} files match the manifest")
     if not args.regenerate:
         return 0
     if args.prompts is None:
         raise StoreError("--regenerate needs --prompts, the prompt set the golden set was recorded from")
-    recorded = manifest["settings"]
-    settings = SamplerSettings.from_dict(recorded["sampler"])
-    prompts = read_prompts(args.prompts, args.prompt_limit)
-    images, made = _generate(args, prompts, settings, tuple(recorded["resolution"]))
-    if made["weights_hash"] != manifest["weights_hash"]:
-        raise StoreError(
-            f"{target} was recorded from weights {manifest['weights_hash'][:12]}, --model has "
-            f"{made['weights_hash'][:12]}; regenerate with the recorded model"
-        )
     tolerance = dataclasses.replace(golden.GoldenTolerance(), max_pixel_difference=args.tolerance)
-    check = golden.compare(target, images, tolerance=tolerance)
+    prompts = read_prompts(args.prompts, args.prompt_limit)
+    check = workflow.regenerate(target, config, prompts, tolerance=tolerance)
     if not check.passed:
         print(f"{target}: {check.summary()}:\n  " + "\n  ".join(check.problems), file=sys.stderr)
         return 1
-    print(f"{target}: {len(images)} regenerated images match their references ({check.summary()})")
+    print(f"{target}: {len(prompts)} regenerated images match their references ({check.summary()})")
     return 0
-
-
-def _generate(
-    args: argparse.Namespace, prompts: list[Prompt], settings: SamplerSettings, resolution: tuple[int, int]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The FP8 reference's images of ``prompts`` (through the cache) and what the manifest records about them."""
-    from quantkit.study import apply_recipe, recipe_for
-
-    cache = ImageCache(args.cache)
-    pipe = load_pipeline(args.model, device=args.device, offload=args.offload)
-    recipe = recipe_for(REFERENCE)
-    apply_recipe(pipe, recipe)
-    generated = generate_cached(pipe, prompts, settings, recipe=recipe, resolution=resolution, cache=cache)
-    record = {
-        "settings": {
-            "sampler": settings.to_dict(),
-            "resolution": list(resolution),
-            "recipe": recipe_id(recipe),
-            "runtime": json.loads(runtime_fingerprint(pipe)),
-        },
-        "weights_hash": pipeline_weights_hash(pipe, cache),
-        "code_version": {"quantkit": __version__, "quantizer": quantizer_version()},
-    }
-    return {g.prompt_id: g.image for g in generated}, record
-
-
-def golden_set_name(prompts: str, limit: int | None) -> str:
-    """The golden set of a prompt selection: the benchmark or file name, and the subset size if any."""
-    return Path(prompts).stem + (f"-limit{limit}" if limit else "")
-
-
-def read_prompts(source: str | Path, limit: int | None = None) -> list[Prompt]:
-    """A benchmark by name (its evaluation split, with its stratified ``limit`` subset), or a prompt set file as
-    JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``,
-    ``texts``, ``seed`` are optional."""
-    path = Path(source)
-    if not path.suffix:
-        from quantkit.prompts.benchmark import load_benchmark
-
-        return load_benchmark(str(source), limit=limit, split="evaluation")  # the prompts a study evaluates
-    prompts = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise CaptionError(f"cannot read prompt set {path}: {err}") from err
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            caption = row["caption"]
-            if not isinstance(caption, str):
-                raise TypeError("caption must be the canonical JSON caption as a string")
-            prompts.append(
-                Prompt(
-                    id=str(row["id"]),
-                    category=row.get("category", ""),
-                    raw=row.get("raw", ""),
-                    caption=caption,
-                    texts=tuple(row.get("texts", ())),
-                    seed=int(row.get("seed", -1)),
-                )
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            raise CaptionError(f"{path}:{number}: bad prompt line ({err!r})") from err
-    if not prompts:
-        raise CaptionError(f"{path}: no prompts")
-    return prompts

@@ -1,21 +1,15 @@
-"""Options shared by the commands that run variants (``study``, ``quantize``) and their tiny-model defaults."""
+"""Options shared by the commands that run variants (``study``, ``quantize``, ``ablate``); their per-model defaults
+live in the library (:meth:`quantkit.study.StudyConfig.for_model`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from quantkit.errors import QuantkitError
 from quantkit.gguf_variant import parse_variants
-from quantkit.pipelines.ideogram4 import EMBEDDED_PRESETS, TINY, TINY_RESOLUTION
+from quantkit.option_text import parse_names, parse_resolution, parse_shard
 from quantkit.profiles import SKIP_REASONS
 from quantkit.study import DEFAULT_VARIANTS, METRICS, StudyConfig
-
-# The embedded tiny models run a small study (the trained default with its text-capable sampler, the random one with
-# the smoke sampler); real weights run the published protocol.
-TINY_DEFAULTS = {"prompt_limit": 10, "preset": EMBEDDED_PRESETS[TINY], "resolution": TINY_RESOLUTION}
-EMBEDDED_DEFAULTS = {name: {**TINY_DEFAULTS, "preset": preset} for name, preset in EMBEDDED_PRESETS.items()}
-REAL_DEFAULTS = {"prompt_limit": None, "preset": "V4_QUALITY_48", "resolution": (1024, 1024)}
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -60,49 +54,18 @@ def add_allow_skip(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    defaults = EMBEDDED_DEFAULTS.get(args.model, REAL_DEFAULTS)
-    return StudyConfig(
-        model=args.model,
+    return StudyConfig.for_model(
+        args.model,
         variants=parse_variants(args.variants),
         reference=args.reference,
-        metrics=_names(args.metrics),
+        metrics=parse_names(args.metrics),
         prompts=args.prompts,
-        prompt_limit=args.prompt_limit if args.prompt_limit is not None else defaults["prompt_limit"],
-        categories=_names(args.categories) if args.categories else None,
+        prompt_limit=args.prompt_limit,
+        categories=parse_names(args.categories) if args.categories else None,
         shard=parse_shard(args.shard) if args.shard else None,
-        preset=args.preset or defaults["preset"],
-        resolution=parse_resolution(args.resolution) if args.resolution else defaults["resolution"],
-        device=args.device or _default_device(),
+        preset=args.preset,
+        resolution=parse_resolution(args.resolution) if args.resolution else None,
+        device=args.device,
         offload=args.offload,
         cache_dir=args.cache,
     )
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError as err:
-        raise QuantkitError(f"--shard {text!r}: expected I/N, e.g. 2/4") from err
-    return index, count
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(x) for x in text.lower().split("x")]
-    except ValueError as err:
-        raise QuantkitError(f"--resolution {text!r}: expected H or HxW in pixels") from err
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or any(p <= 0 or p % 16 for p in parts):
-        raise QuantkitError(f"--resolution {text!r}: give H or HxW, each a positive multiple of 16")
-    return parts[0], parts[1]
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

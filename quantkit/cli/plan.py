@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from quantkit.cli.options import parse_resolution
+from quantkit.option_text import parse_resolution
 from quantkit.recipes import default_variants
 
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     config = config_from_args(args)
-    profile = None if args.no_gates else load_profile(args.gates or ("tiny" if config.model == "tiny" else "ideogram4"))
+    profile = None if args.no_gates else load_profile(args.gates or config.gate_profile)
     allow_skip = check_skip_reasons(args.allow_skip, "--allow-skip")
     check_writable_dir(args.out, "report folder (--out)")
     if args.scores_out:

@@ -4,10 +4,23 @@
     metric = load("ssim")
     values = metric.score(images, references=reference_images)   # np.ndarray, one float per image
 
-See :mod:`quantkit.metrics.registry` for the contract and :mod:`quantkit.metrics.weights` for where learned metrics
-find their weights.
+See :mod:`quantkit.metrics.catalog` for what each metric is (torch-free), :mod:`quantkit.metrics.registry` for the
+scoring contract and :mod:`quantkit.metrics.weights` for where learned metrics find their weights. The registry is
+imported lazily, so reading the catalog never imports torch.
 """
 
-from quantkit.metrics.registry import INPUTS, Direction, Metric, availability, available, load
+from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from quantkit.metrics.catalog import INPUTS, Direction
+
+_REGISTRY = ("Metric", "availability", "available", "load")
 __all__ = ["INPUTS", "Direction", "Metric", "availability", "available", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REGISTRY:
+        return getattr(importlib.import_module("quantkit.metrics.registry"), name)
+    raise AttributeError(f"module 'quantkit.metrics' has no attribute {name!r}")

@@ -28,8 +28,6 @@ class PSNR(Metric):
     """
 
     name = "psnr"
-    direction = "higher"
-    needs = frozenset({"references"})
 
     def __init__(self, *, cap_db: float = 100.0, device: str | None = None, batch_size: int = 16) -> None:
         super().__init__(batch_size=batch_size)
@@ -63,8 +61,6 @@ class SSIM(Metric):
     """
 
     name = "ssim"
-    direction = "higher"
-    needs = frozenset({"references"})
 
     def __init__(
         self,
@@ -139,8 +135,6 @@ class LPIPS(Metric):
     """
 
     name = "lpips"
-    direction = "lower"
-    needs = frozenset({"references"})
 
     def __init__(self, *, backbone: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 8):
         import lpips

@@ -112,8 +112,6 @@ def match_elements(read: str, targets: Sequence[str], case: CasePolicy = "fold")
 
 
 class _OcrMetric(Metric):
-    needs = frozenset({"texts"})
-
     def __init__(
         self,
         *,
@@ -167,7 +165,6 @@ class OcrExact(_OcrMetric):
     """Fraction of the image's text elements read back exactly (``mode="all"``: 1.0 only when every one is)."""
 
     name = "ocr_exact"
-    direction = "higher"
 
     def __init__(self, *, mode: Literal["elements", "all"] = "elements", **options) -> None:
         if mode not in ("elements", "all"):
@@ -185,7 +182,6 @@ class OcrNed(_OcrMetric):
     """Mean normalised edit distance between each text element and its closest run of the OCR text."""
 
     name = "ocr_ned"
-    direction = "lower"
 
     def _aggregate(self, matches: list[ElementMatch]) -> float:
         return float(np.mean([match.ned for match in matches]))

@@ -38,8 +38,6 @@ class HPSv2(Metric):
     """
 
     name = "hpsv2"
-    direction = "higher"
-    needs = frozenset({"prompts"})
 
     def __init__(
         self,
@@ -100,8 +98,6 @@ class ClipScore(Metric):
     """
 
     name = "clip"
-    direction = "higher"
-    needs = frozenset({"prompts"})
 
     def __init__(
         self,
@@ -155,8 +151,6 @@ class PickScore(Metric):
     """
 
     name = "pickscore"
-    direction = "higher"
-    needs = frozenset({"prompts"})
 
     def __init__(
         self,

@@ -13,28 +13,15 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from quantkit.errors import MissingWeightsError
+from quantkit.metrics.catalog import CATALOG, Direction
 from quantkit.metrics.images import ImageBatch, split, to_tensors
 
-Direction = Literal["higher", "lower"]
-INPUTS = frozenset({"prompts", "references", "texts"})
-
-# name -> "module:Class"; imported on first use so `import quantkit.metrics` stays cheap.
-_METRICS = {
-    "hpsv2": "quantkit.metrics.quality:HPSv2",
-    "clip": "quantkit.metrics.quality:ClipScore",
-    "pickscore": "quantkit.metrics.quality:PickScore",
-    "ocr_exact": "quantkit.metrics.ocr:OcrExact",
-    "ocr_ned": "quantkit.metrics.ocr:OcrNed",
-    "psnr": "quantkit.metrics.fidelity:PSNR",
-    "ssim": "quantkit.metrics.fidelity:SSIM",
-    "lpips": "quantkit.metrics.fidelity:LPIPS",
-}
 _LOADED: dict[tuple[str, tuple[tuple[str, Hashable], ...]], Metric] = {}
 
 
@@ -45,6 +32,13 @@ class Metric(ABC):
     name: ClassVar[str]
     direction: ClassVar[Direction]
     needs: ClassVar[frozenset[str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A catalogued metric takes its direction and inputs from :mod:`quantkit.metrics.catalog`."""
+        super().__init_subclass__(**kwargs)
+        info = CATALOG.get(cls.__dict__.get("name", ""))
+        if info is not None:
+            cls.direction, cls.needs = info.direction, info.needs
 
     def __init__(self, *, batch_size: int) -> None:
         if batch_size < 1:
@@ -108,13 +102,13 @@ class Metric(ABC):
 
 def available() -> list[str]:
     """Names ``load`` accepts."""
-    return sorted(_METRICS)
+    return sorted(CATALOG)
 
 
 def metric_class(name: str) -> type[Metric]:
-    if name not in _METRICS:
+    if name not in CATALOG:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(available())}")
-    module_name, class_name = _METRICS[name].split(":")
+    module_name, class_name = CATALOG[name].target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -23,6 +23,7 @@ from diffusers import Ideogram4Pipeline
 from PIL import Image
 from safetensors import SafetensorError
 
+from quantkit.data import GOLDEN_DIR, require
 from quantkit.errors import CaptionError, CheckpointError, MissingWeightsError, QuantkitError
 from quantkit.prompts.prompt import Prompt
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 WEIGHTS_ENV = "QUANTKIT_IDEOGRAM4_DIR"
 TINY = "tiny"
 TINY_RANDOM = "tiny-random"
-MODELS_DIR = Path(__file__).resolve().parents[2] / "golden" / "models"
+MODELS_DIR = GOLDEN_DIR / "models"
 # The default: trained on CPU to redraw the default study's captions, text included (quantkit.training.tiny_text).
 TINY_MODEL_DIR = MODELS_DIR / "tiny-ideogram4-text"
 # Random weights, rebuilt byte for byte by quantkit.pipelines.tiny: for tests that only need the plumbing.
@@ -117,6 +118,8 @@ def model_dir(source: str | os.PathLike[str] | None = None) -> Path:
     if source is None:
         source = os.environ.get(WEIGHTS_ENV) or TINY
     path = EMBEDDED_MODELS.get(str(source)) or Path(source)
+    if str(source) in EMBEDDED_MODELS:
+        require(f"the embedded model {source!r}")
     if not (path / "model_index.json").is_file():
         raise MissingWeightsError(
             f"no Ideogram 4 pipeline at {path} (model_index.json missing): point {WEIGHTS_ENV} or --model at a "

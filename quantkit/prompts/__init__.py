@@ -1,6 +1,6 @@
 """Benchmark prompts: Ideogram 4's caption schema and validator, the expanders, and the frozen prompt sets."""
 
-from quantkit.prompts.benchmark import load_benchmark
+from quantkit.prompts.benchmark import load_benchmark, read_prompts
 from quantkit.prompts.caption import Caption, Element, Finding, Style, canonical_json, parse, validate
 from quantkit.prompts.prompt import Prompt, seed_for
 
@@ -13,6 +13,7 @@ __all__ = [
     "canonical_json",
     "load_benchmark",
     "parse",
+    "read_prompts",
     "seed_for",
     "validate",
 ]

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from quantkit.atomic import write_bytes, write_json
+from quantkit.data import GOLDEN_DIR, require
 from quantkit.errors import CaptionError, StoreError, UsageError
 from quantkit.prompts.caption import canonical_json, parse
 from quantkit.prompts.prompt import Prompt
 
-GOLDEN_PROMPTS = Path(__file__).resolve().parents[2] / "golden" / "prompts"
+GOLDEN_PROMPTS = GOLDEN_DIR / "prompts"
 DEFAULT_VERSION = "benchmark-v1"
 CALIBRATION_SPLIT = 4  # prompts per set reserved for calibration (INT8 SmoothQuant and fragility)
 SPLITS = ("all", "evaluation", "calibration")
@@ -47,7 +48,10 @@ class BenchmarkEntry:
 def paths_for(path_or_name: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The jsonl file and its manifest for a version name (looked up in ``golden/prompts``) or a path."""
     text = str(path_or_name)
-    path = Path(text) if text.endswith(".jsonl") or os.sep in text else GOLDEN_PROMPTS / f"{text}.jsonl"
+    if not (text.endswith(".jsonl") or os.sep in text):
+        require(f"prompt set {text!r}")
+        return paths_for(GOLDEN_PROMPTS / f"{text}.jsonl")
+    path = Path(text)
     return path, path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
 
 
@@ -247,3 +251,40 @@ def write_benchmark(
     write_json(manifest_path, {"version": version, "file": path.name, "sha256": digest, **summarize(entries)})
     read_entries(path)  # what was written must load
     return path
+
+
+def read_prompts(source: str | os.PathLike[str], limit: int | None = None) -> list[Prompt]:
+    """A benchmark by name (its evaluation split, with its stratified ``limit`` subset), or a prompt set file as
+    JSON lines: ``id`` and ``caption`` (the canonical JSON caption string) are required; ``category``, ``raw``,
+    ``texts``, ``seed`` are optional."""
+    path = Path(source)
+    if not path.suffix:
+        return load_benchmark(str(source), limit=limit, split="evaluation")  # the prompts a study evaluates
+    prompts = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise CaptionError(f"cannot read prompt set {path}: {err}") from err
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            caption = row["caption"]
+            if not isinstance(caption, str):
+                raise TypeError("caption must be the canonical JSON caption as a string")
+            prompts.append(
+                Prompt(
+                    id=str(row["id"]),
+                    category=row.get("category", ""),
+                    raw=row.get("raw", ""),
+                    caption=caption,
+                    texts=tuple(row.get("texts", ())),
+                    seed=int(row.get("seed", -1)),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise CaptionError(f"{path}:{number}: bad prompt line ({err!r})") from err
+    if not prompts:
+        raise CaptionError(f"{path}: no prompts")
+    return prompts

@@ -16,7 +16,8 @@ from typing import Any
 from PIL import Image
 
 from quantkit.atomic import write_bytes, write_text
-from quantkit.report.summary import METRIC_LABELS, Cell, VariantFacts, format_table
+from quantkit.metrics import catalog
+from quantkit.report.summary import Cell, VariantFacts, format_table
 from quantkit.scores import ScoreTable
 
 THUMBNAIL = 192
@@ -129,8 +130,8 @@ def pareto_figure(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, V
         ax.scatter(size, value, s=MARKER_AREA)
     ax.margins(0.2)
     ax.set_xlabel("size of the transformers' linear layers (MB)")
-    versus = " vs the reference" if metric in ("lpips", "ssim", "psnr") else ""
-    ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}{versus} (mean)")
+    versus = " vs the reference" if catalog.compares_with_reference(metric) else ""
+    ax.set_ylabel(f"{catalog.label(metric)}{versus} (mean)")
     ax.set_title("quality versus size")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -191,7 +192,7 @@ def _thumbnail(image: Image.Image) -> str:
 def _html(title, settings, table, cells, facts, verdict_lines, images, captions, pareto) -> str:
     e = html.escape
     metrics = list(next(iter(cells.values()), {}))
-    head = "".join(f"<th>{e(METRIC_LABELS.get(m, m))}</th>" for m in metrics)
+    head = "".join(f"<th>{e(catalog.label(m))}</th>" for m in metrics)
     rows = []
     for variant, row in cells.items():
         f = facts.get(variant, VariantFacts())

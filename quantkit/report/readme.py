@@ -8,7 +8,6 @@ README.md. The block names the weights it was made from, so ``test_readme_exampl
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
@@ -28,11 +27,9 @@ _BLOCK = re.compile(
 
 def default_config() -> Any:
     """The StudyConfig ``quantkit study`` runs with no arguments."""
-    from quantkit.cli.options import add_run_options, config_from_args
+    from quantkit.study import StudyConfig
 
-    parser = argparse.ArgumentParser()
-    add_run_options(parser)
-    return config_from_args(parser.parse_args([]))
+    return StudyConfig.for_model()
 
 
 def printed(study: Any) -> str:

@@ -12,20 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from quantkit.errors import StatsError
+from quantkit.metrics.catalog import compares_with_reference, label
 from quantkit.scores import ScoreTable
 from quantkit.stats import PairedCI, mean_bootstrap, paired_bootstrap
-
-FIDELITY = frozenset({"psnr", "ssim", "lpips"})
-METRIC_LABELS = {
-    "hpsv2": "HPSv2",
-    "clip": "CLIP",
-    "pickscore": "PickScore",
-    "ocr_exact": "OCR EM",
-    "ocr_ned": "OCR NED",
-    "psnr": "PSNR",
-    "ssim": "SSIM",
-    "lpips": "LPIPS",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +82,13 @@ def _cell(
     confidence: float,
     seed: int,
 ) -> Cell:
+    own_interval = compares_with_reference(metric)  # fidelity: the interval of its own mean, no reference row
     if not scores:
-        return Cell(metric, variant, math.nan, 0, note="reference" if metric in FIDELITY else "")
+        return Cell(metric, variant, math.nan, 0, note="reference" if own_interval else "")
     mean = sum(scores.values()) / len(scores)
     common = dict(metric=metric, variant_name=variant, confidence=confidence, n_resamples=n_resamples, seed=seed)
     try:
-        if metric in FIDELITY:
+        if own_interval:
             return Cell(metric, variant, mean, len(scores), mean_bootstrap(scores, **common))
         if variant == reference:
             return Cell(metric, variant, mean, len(scores), note="reference")
@@ -128,7 +118,7 @@ def format_table(
     """The study table as aligned plain text (terminal) or as a Markdown table."""
     facts = facts or {}
     metrics = list(next(iter(cells.values()), {}))
-    header = ["variant", *(METRIC_LABELS.get(m, m) for m in metrics), "disk", "s/img"]
+    header = ["variant", *(label(m) for m in metrics), "disk", "s/img"]
     rows = []
     for variant, row in cells.items():
         f = facts.get(variant, VariantFacts())

@@ -34,7 +34,8 @@ def evaluate(
     power: float = 0.8,
     power_tolerance: float | Mapping[str, float] | None = None,
 ) -> list[Verdict]:
-    """Verdicts for ``gates`` (Gate objects or plain dicts) in order, a ``category="*"`` gate expanded per category.
+    """Verdicts for ``gates`` (Gate objects or plain dicts) in order, a ``category="*"`` gate expanded per category;
+    each verdict's ``index`` is the position in ``gates`` of the gate it came from.
 
     ``directions`` (metric -> "higher"/"lower", e.g. ``ScoreTable.directions``) fills in gates that leave the
     direction out. The family-wise error rate across the run's statistical gates is ``1 - confidence``, split by
@@ -42,16 +43,18 @@ def evaluate(
     smallest difference that matters for ``includes_zero`` gates without their own ``margin``.
     """
     expanded = [
-        g for spec in gates for g in _per_category(_with_direction(_as_gate(spec), directions), scores, categories)
+        (index, g)
+        for index, spec in enumerate(gates)
+        for g in _per_category(_with_direction(_as_gate(spec), directions), scores, categories)
     ]
     cache = _Resamplings(scores, categories, n_resamples=n_resamples, seed=seed)
-    tests = [g for g in expanded if g.is_test]
+    tests = [g for _, g in expanded if g.is_test]
     decisions = iter(adjust([partial(_rejects, g, cache, method) for g in tests], 1 - confidence, adjustment))
     verdicts = []
-    for gate in expanded:
+    for index, gate in expanded:
         boot = cache.get(gate)
         alpha = next(decisions).alpha if gate.is_test else 1 - confidence
-        verdict = gate.check(_read(gate, boot, method, alpha), adjustment=adjustment)
+        verdict = dataclasses.replace(gate.check(_read(gate, boot, method, alpha), adjustment=adjustment), index=index)
         if isinstance(gate, IncludesZero):
             tolerance = gate.margin if gate.margin is not None else _tolerance_for(gate.metric, power_tolerance)
             verdict = _with_power(verdict, boot, alpha=alpha, power=power, tolerance=tolerance)

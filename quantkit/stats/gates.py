@@ -258,7 +258,9 @@ class Verdict:
 
     ``confidence`` is ``1 - alpha`` of the gate's test after the multiple-comparison adjustment (None for
     ``mean_limit``); ``ci.confidence`` is the level of the interval it read (``1 - 2 alpha`` for ``equivalent``).
-    ``mdd`` is the minimum detectable difference of an ``includes_zero`` gate at that level.
+    ``mdd`` is the minimum detectable difference of an ``includes_zero`` gate at that level. ``index`` is the
+    position of the gate spec it came from among the gates given to :func:`quantkit.stats.evaluate` (a gate repeated
+    per category gives several verdicts with the same index).
     """
 
     passed: bool
@@ -269,9 +271,15 @@ class Verdict:
     adjustment: str
     underpowered: bool = False
     mdd: float | None = None
+    index: int | None = None
 
     def __bool__(self) -> bool:
         return self.passed
+
+    @property
+    def status(self) -> str:
+        """``passed`` or ``failed`` (a gate that could not be evaluated is a ``SkippedGate``, status ``skipped``)."""
+        return "passed" if self.passed else "failed"
 
 
 GATE_KINDS: dict[str, type[Gate]] = {

@@ -24,10 +24,11 @@ import numpy as np
 from PIL import Image
 
 from quantkit import atomic, environment
+from quantkit.data import GOLDEN_DIR
 from quantkit.errors import StoreError
 from quantkit.store.cache import sha256_hex
 
-GOLDEN_ROOT = Path(__file__).resolve().parents[2] / "golden" / "references"
+GOLDEN_ROOT = GOLDEN_DIR / "references"
 MANIFEST = "manifest.json"
 SCORES = "scores.json"
 MANIFEST_FORMAT = 1

@@ -3,29 +3,26 @@
 If the reference drifts (a diffusers upgrade, a change in the FP8 path, a new sampler default), every fidelity number
 silently changes meaning; this test catches it. In the environment that recorded the set (same library versions,
 same CPU dispatch) the images must be pixel-identical; elsewhere they must stay within the gate profile's
-``[golden]`` tolerance, and the test says in one line what changed. ``--update-golden`` rewrites the set from this
-run and prints what changed, an explicit step that shows up in review.
+``[golden]`` tolerance, and the test says in one line what changed. ``--quantkit-update-golden`` rewrites the set
+from this run and prints what changed, an explicit step that shows up in review.
 """
 
 import warnings
 
 import pytest
 
-from quantkit.cli import main
-from quantkit.pytest_plugin import gate_profile
+from quantkit import golden as workflow
+from quantkit.pytest_plugin import gate_profile, option
 from quantkit.store import golden
 
 
-def test_reference_reproduces_its_golden_images(pytestconfig, quantkit_study, quantkit_golden, capsys):
+def test_reference_reproduces_its_golden_images(pytestconfig, quantkit_study, quantkit_golden):
     config = quantkit_study.config
-    if pytestconfig.getoption("--update-golden"):
-        argv = ["golden", "update", "--prompts", config.prompts, "--model", config.model, "--device", config.device]
-        argv += ["--root", str(quantkit_golden.root), "--profile", quantkit_golden.profile]
-        argv += ["--prompt-limit", str(config.prompt_limit)] if config.prompt_limit else []
-        assert main(argv) == 0
-        print(capsys.readouterr().out)
+    if option(pytestconfig, "--quantkit-update-golden"):
+        change = workflow.update(quantkit_golden, config)
+        print(f"updated {quantkit_golden}: {change.summary()}")
     if not (quantkit_golden.dir / golden.MANIFEST).exists():
-        pytest.fail(f"no {quantkit_golden}: record it with pytest --update-golden", pytrace=False)
+        pytest.fail(f"no {quantkit_golden}: record it with pytest --quantkit-update-golden", pytrace=False)
     manifest = golden.verify(quantkit_golden)
     recorded = manifest["settings"]["runtime"]["device"]
     if recorded != config.device.split(":")[0]:

@@ -4,7 +4,7 @@ A failure prints the gate's verdict line, e.g. `metric: variant - reference = di
 adjustment) ...: gate kind failed`. Gates whose metric could not be measured here are skipped with the reason.
 """
 
-GATE_FAMILY = "ocr"
+GATE_FAMILY = "text"
 
 
 def test_gate(quantkit_gate):

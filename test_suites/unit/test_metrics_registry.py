@@ -2,11 +2,14 @@
 returns one float64 per image, whatever the batching, and the same numbers every time."""
 
 import inspect
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from quantkit.metrics import INPUTS, available, load
+from quantkit.metrics.catalog import CATALOG, FAMILIES, names
 from quantkit.metrics.registry import metric_class
 
 EXPECTED = {
@@ -27,6 +30,22 @@ def test_every_metric_declares_its_name_direction_and_inputs():
         cls = metric_class(name)
         assert (cls.name, cls.direction, set(cls.needs)) == (name, direction, needs)
         assert cls.needs <= INPUTS
+
+
+def test_the_catalog_gives_every_metric_one_family_and_fidelity_is_what_compares_with_the_reference():
+    assert sorted(m for family in FAMILIES for m in names(family)) == available()
+    assert names("fidelity") == ("psnr", "ssim", "lpips")
+    assert [m for m, info in CATALOG.items() if info.compares_with_reference] == list(names("fidelity"))
+    assert {m for m, info in CATALOG.items() if "texts" in info.needs} == set(names("text"))
+
+
+def test_reading_the_catalog_imports_no_torch():
+    code = (
+        "import sys, quantkit.metrics.catalog, quantkit.metrics, quantkit.stats, quantkit.profiles; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

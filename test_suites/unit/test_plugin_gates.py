@@ -29,7 +29,14 @@ def gated(pytester):
     def run(profile: str, *args: str):
         (pytester.path / "gates.toml").write_text(profile)
         return pytester.runpytest_inprocess(
-            "--gates", "gates.toml", "--quantkit-scores", "scores.json", "--n-resamples", "200", "-rA", *args
+            "--quantkit-gates",
+            "gates.toml",
+            "--quantkit-scores",
+            "scores.json",
+            "--quantkit-n-resamples",
+            "200",
+            "-rA",
+            *args,
         )
 
     return run
@@ -52,7 +59,7 @@ def test_an_allowed_skip_is_a_skip_and_the_summary_counts_it(gated, where):
     if where == "profile":
         result = gated('[profile]\nallow_skip = ["weights not on this machine"]\n' + PSNR + LPIPS)
     else:
-        result = gated(PSNR + LPIPS, "--allow-skip", "weights not on this machine")
+        result = gated(PSNR + LPIPS, "--quantkit-allow-skip", "weights not on this machine")
     result.assert_outcomes(passed=1, skipped=1)
     assert result.ret == 0
     result.stdout.fnmatch_lines(["gates (gates): 1 passed, 0 failed, 1 skipped (weights not on this machine: 1)"])
@@ -73,6 +80,29 @@ def test_a_session_in_which_no_gate_was_decided_fails(gated):
 
 def test_a_bad_option_is_a_one_line_usage_error(pytester):
     pytester.makepyfile(test_x="def test_variant(variant):\n    pass\n")
-    result = pytester.runpytest_inprocess("--prompt-limit", "-1")
+    result = pytester.runpytest_inprocess("--quantkit-prompt-limit", "-1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*quantkit: prompt limit must be a positive number of prompts, got -1"])
+
+
+def test_the_options_missing_before_are_read_and_checked_like_the_cli_reads_them(pytester):
+    pytester.makepyfile(test_x="def test_variant(variant):\n    pass\n")
+    result = pytester.runpytest_inprocess("--quantkit-resolution", "100")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*quantkit: --quantkit-resolution '100': give H or HxW, each a positive multiple*"])
+    result = pytester.runpytest_inprocess("--quantkit-preset", "SMOK")
+    result.stderr.fnmatch_lines(["*quantkit: unknown sampler preset 'SMOK' (did you mean 'SMOKE'?)"])
+    result = pytester.runpytest_inprocess("--quantkit-reference", "q8_0", "--quantkit-variants", "fp8")
+    result.stderr.fnmatch_lines(["*quantkit: reference variant 'q8_0' is not among the variants ('fp8',)"])
+
+
+def test_the_unprefixed_option_names_still_work_for_one_release_and_say_their_new_name(gated):
+    result = gated(PSNR + LPIPS, "--allow-skip", "weights not on this machine", "--gates", "gates.toml")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestDeprecationWarning: quantkit: --gates is deprecated and goes in the next release; "
+            "use --quantkit-gates",
+            "*--allow-skip is deprecated*use --quantkit-allow-skip",
+        ]
+    )

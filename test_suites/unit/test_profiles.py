@@ -4,9 +4,7 @@ a gate is skipped only for a reason the profile or the command line allows, and 
 import pytest
 
 from quantkit.errors import QuantkitError
-from quantkit.metrics import available
 from quantkit.profiles import SKIP_REASONS, load_profile
-from quantkit.pytest_plugin import GATE_FAMILIES
 from quantkit.scores import ScoreTable
 
 
@@ -74,8 +72,21 @@ def test_a_misspelled_skip_reason_fails_at_load_time(tmp_path):
         load_profile(_write(tmp_path, '[profile]\nallow_skip = ["weights not on this machin"]\n' + GATE))
 
 
-def test_every_catalog_metric_belongs_to_a_gate_family_so_every_gate_is_collected():
-    assert sorted(m for family in GATE_FAMILIES.values() for m in family) == available()
+def test_each_verdict_and_skip_carries_the_index_of_its_gate_and_a_status(tmp_path):
+    each = GATE.replace("limit = 20.0", 'limit = 20.0\ncategory = "*"')
+    profile = load_profile(_write(tmp_path, LPIPS_GATE + each + GATE.replace("int8_w8a8", "q8_0")))
+    table = ScoreTable()
+    psnr = {f"p{i}": 30.0 + (i % 3) for i in range(20)}
+    table.add("int8_w8a8", "psnr", psnr, direction="higher")
+    table.categories.update({p: "odd" if int(p[1:]) % 2 else "even" for p in psnr})
+    table.not_measured["lpips"] = "no AlexNet weights"
+    results = profile.evaluate(table, n_resamples=200)
+    verdicts = [(v.index, v.gate.category, v.status) for v in results.verdicts]
+    assert verdicts == [(1, "even", "passed"), (1, "odd", "passed")]
+    assert [(s.index, s.reason, s.status) for s in results.skipped] == [
+        (0, "weights not on this machine", "skipped"),
+        (2, "variant not run", "skipped"),
+    ]
 
 
 def test_a_skip_for_an_allowed_reason_passes_and_is_counted_with_its_reason(tmp_path):

@@ -64,3 +64,18 @@ def test_unknown_variants_and_bad_shards_are_refused():
         StudyConfig(variants=("fp8", "int4"))
     with pytest.raises(QuantkitError, match="shard 4/3"):
         StudyConfig(shard=(4, 3))
+
+
+def test_for_model_gives_each_model_its_own_defaults_from_python(tmp_path, monkeypatch):
+    monkeypatch.delenv("QUANTKIT_IDEOGRAM4_DIR", raising=False)
+    real = StudyConfig.for_model(str(tmp_path), device="cpu")
+    assert (real.preset, real.resolution, real.prompt_limit) == ("V4_QUALITY_48", (1024, 1024), None)
+    assert real.gate_profile == "ideogram4"
+    tiny = StudyConfig.for_model()
+    assert (tiny.model, tiny.preset, tiny.resolution, tiny.prompt_limit) == ("tiny", "TINY_TEXT", (128, 128), 10)
+    assert tiny.gate_profile == "tiny"
+    assert StudyConfig.for_model("tiny-random").preset == "SMOKE"
+    chosen = StudyConfig.for_model(str(tmp_path), preset="SMOKE", resolution=(64, 64), prompt_limit=None)
+    assert (chosen.preset, chosen.resolution, chosen.prompt_limit) == ("SMOKE", (64, 64), None)
+    monkeypatch.setenv("QUANTKIT_IDEOGRAM4_DIR", str(tmp_path))
+    assert StudyConfig.for_model().model == str(tmp_path)
