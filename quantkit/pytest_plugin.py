@@ -9,6 +9,7 @@ difference from the reference, CI) and the verdicts, and JUnit XML carries the s
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ STUDY_KEY = pytest.StashKey["Any"]()
 TABLE_KEY = pytest.StashKey["Any"]()
 RESULTS_KEY = pytest.StashKey["Any"]()
 COUNTS_KEY = pytest.StashKey["dict[str, int]"]()
+START_KEY = pytest.StashKey[float]()
+HISTORY_KEY = pytest.StashKey["Any"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +66,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--quantkit-device", default=None, help="cpu or cuda (default: cuda when available)")
     group.addoption("--golden-dir", default=None, help="golden reference store (default: golden/references)")
     group.addoption("--update-golden", action="store_true", help="rewrite the golden reference set of this run")
+    group.addoption(
+        "--quantkit-history",
+        default=None,
+        metavar="PATH",
+        help="quality history (SQLite) the gated run is appended to (default: history.sqlite in the cache folder)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.stash[COUNTS_KEY] = {"gate tests": 0, "evaluated": 0}
+    config.stash[START_KEY] = time.perf_counter()  # a recorded run's wall time counts from here
     given = [name for name in STUDY_OPTIONS if config.getoption(name) is not None]
     if given or config.getoption("--prompts") != "benchmark-v1":
         study_config(config)  # a bad quantkit option is a usage error now, not a collection error later
@@ -245,12 +255,38 @@ def gate_verdicts(pytestconfig: pytest.Config, quantkit_scores: Any) -> dict[int
         allow_skip=pytestconfig.getoption("--allow-skip"),
         n_resamples=pytestconfig.getoption("--n-resamples"),
     )
+    results = record_history(pytestconfig, quantkit_scores, results)
     pytestconfig.stash[RESULTS_KEY] = results
     by_index: dict[int, list[Any]] = {}
     for index, spec in enumerate(profile.gates):
         by_index[index] = [v for v in results.verdicts if _matches(v.gate, spec)]
         by_index[index] += [s for s in results.skipped if s.gate is spec]
     return by_index
+
+
+def record_history(config: pytest.Config, table: Any, results: Any) -> Any:
+    """Append the gated run to the quality history; returns ``results`` with each failed verdict naming the commit
+    where its gate last passed. A history error is reported in the summary and costs no test."""
+    from quantkit.history import History, Recording, default_path
+    from quantkit.store.cache import ImageCache
+
+    study = None if config.getoption("--quantkit-scores") else config.stash.get(STUDY_KEY, None)
+    generated = [g for name in study.config.variants for g in study.images(name).values()] if study else []
+    cached = sum(1 for g in generated if g.cached)
+    settings = study_config(config)
+    path = config.getoption("--quantkit-history") or default_path(ImageCache(settings.cache_dir).root)
+    recording = Recording(
+        History(path),
+        model=settings.model,
+        settings=settings.settings_dict(),
+        images_generated=len(generated) - cached,
+        images_cached=cached,
+        started=config.stash[START_KEY],
+    )
+    results = recording.annotate(results)
+    recording.append(table, results, n_resamples=config.getoption("--n-resamples"))
+    config.stash[HISTORY_KEY] = recording
+    return results
 
 
 def _matches(gate: Any, spec: Mapping[str, Any]) -> bool:
@@ -343,6 +379,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for status, message in results.lines:
         terminalreporter.write_line(f"{status.upper():7s} {message}")
     terminalreporter.write_line(results.summary())
+    recording = config.stash.get(HISTORY_KEY, None)
+    if recording is not None and recording.error:
+        terminalreporter.write_line(f"ERROR   quality history not updated: {recording.error}", red=True)
+    elif recording is not None:
+        terminalreporter.write_line(f"history: {recording.history.path}")
 
 
 @pytest.hookimpl(optionalhook=True)
