@@ -291,3 +291,29 @@ def test_the_plugin_records_each_gated_run_and_a_failing_gate_test_names_where_i
     failed.assert_outcomes(failed=1)
     failed.stdout.fnmatch_lines([f"*gate ci_limit failed; last passed at {head[:7]} (20*)"])
     assert [p.verdicts for p in History(history).trend()[("q8_0", "psnr")]] == [("passed",), ("failed",)]
+
+
+# -- end to end ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # two real studies on the random tiny model: about a minute on a free CPU core
+def test_two_studies_make_a_history_that_quantkit_history_prints_and_the_report_draws(capsys, tmp_path):
+    history = tmp_path / "history.sqlite"
+    study = ["study", "--model", "tiny-random", "--prompt-limit", "2", "--variants", "fp8,q8_0", "--quiet"]
+    study += ["--metrics", "psnr,ssim,ocr_exact", "--cache", str(tmp_path / "cache"), "--history", str(history)]
+    for out in ("first", "second"):  # the second finds every image in the cache
+        main([*study, "--out", str(tmp_path / out)])
+        capsys.readouterr()
+    with sqlite3.connect(history) as db:
+        counts = db.execute("SELECT images_generated, images_cached FROM runs ORDER BY id").fetchall()
+    assert counts == [(4, 0), (0, 4)]
+
+    assert main(["history", "--history", str(history), "--variant", "q8_0", "--metric", "psnr"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "q8_0 psnr" and len(lines) == 3  # two runs
+    first, second = History(history).trend(variants=["q8_0"], metrics=["psnr"])[("q8_0", "psnr")]
+    assert first.mean == second.mean  # the same images: the same scores
+
+    assert not (tmp_path / "first" / "trend.png").exists()
+    assert (tmp_path / "second" / "trend.png").read_bytes().startswith(b"\x89PNG")
+    assert "<h2>Quality history</h2>" in (tmp_path / "second" / "index.html").read_text()
+    psnr = next(ax for ax in trend_figure(History(history).trend()).axes if ax.get_ylabel().startswith("PSNR"))
+    assert list(psnr.get_lines()[0].get_xdata()) == [0, 1]
