@@ -231,6 +231,8 @@ class History:
             db.execute("BEGIN IMMEDIATE")  # takes the write lock before the schema check: two first appends
             try:  # cannot both create the tables
                 version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                    raise StoreError(f"{self.path} is an SQLite database but not a quality history: pass another path")
                 if version == 0:
                     for statement in SCHEMA.split(";"):
                         if statement.strip():

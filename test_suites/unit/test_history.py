@@ -172,6 +172,17 @@ def test_a_history_of_another_schema_version_is_refused(tmp_path):
         History(path).trend()
 
 
+def test_another_sqlite_database_is_never_written_into(tmp_path, profile):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    table = table_with(35.0)
+    with pytest.raises(StoreError, match="is an SQLite database but not a quality history"):
+        History(path).append(run_of(table, profile.evaluate(table), commit="e" * 40, timestamp="2026-12-01"))
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+
 def test_the_commit_is_git_head_with_a_dirty_flag_and_unknown_outside_git(tmp_path):
     assert git_state(tmp_path) == ("unknown", False)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
