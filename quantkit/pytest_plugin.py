@@ -9,6 +9,7 @@ difference from the reference, CI) and the verdicts, and JUnit XML carries the s
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -54,6 +55,8 @@ STUDY_KEY = pytest.StashKey["Any"]()
 TABLE_KEY = pytest.StashKey["Any"]()
 RESULTS_KEY = pytest.StashKey["Any"]()
 COUNTS_KEY = pytest.StashKey["dict[str, int]"]()
+START_KEY = pytest.StashKey[float]()
+HISTORY_KEY = pytest.StashKey["Any"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -93,6 +96,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add("--quantkit-golden-dir", help="golden reference store (default: golden/references)")
     add("--quantkit-update-golden", help="rewrite the golden reference set of this run")
+    add(
+        "--quantkit-history",
+        metavar="PATH",
+        help="quality history (SQLite) the gated run is appended to (default: history.sqlite in the cache folder)",
+    )
     old = parser.getgroup("quantkit-deprecated", "quantkit options under their deprecated unprefixed names")
     for name, new in DEPRECATED.items():
         old.addoption(name, **_VALUE_KINDS.get(new, {}), help=f"deprecated: use {new}")
@@ -114,6 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.stash[COUNTS_KEY] = {"gate tests": 0, "evaluated": 0}
+    config.stash[START_KEY] = time.perf_counter()  # a recorded run's wall time counts from here
     for old, new in DEPRECATED.items():
         if config.getoption(old) is not None:
             message = f"quantkit: {old} is deprecated and goes in the next release; use {new}"
@@ -300,11 +309,37 @@ def gate_verdicts(pytestconfig: pytest.Config, quantkit_scores: Any) -> dict[int
     results = profile.evaluate(
         quantkit_scores, allow_skip=allow_skip(pytestconfig), n_resamples=n_resamples(pytestconfig)
     )
+    results = record_history(pytestconfig, quantkit_scores, results)
     pytestconfig.stash[RESULTS_KEY] = results
     by_index: dict[int, list[Any]] = {index: [] for index in range(len(profile.gates))}
     for outcome in (*results.verdicts, *results.skipped):
         by_index[outcome.index].append(outcome)
     return by_index
+
+
+def record_history(config: pytest.Config, table: Any, results: Any) -> Any:
+    """Append the gated run to the quality history; returns ``results`` with each failed verdict naming the commit
+    where its gate last passed. A history error is reported in the summary and costs no test."""
+    from quantkit.history import History, Recording, default_path
+    from quantkit.store.cache import ImageCache
+
+    study = None if option(config, "--quantkit-scores") else config.stash.get(STUDY_KEY, None)
+    generated = [g for name in study.config.variants for g in study.images(name).values()] if study else []
+    cached = sum(1 for g in generated if g.cached)
+    settings = study_config(config)
+    path = option(config, "--quantkit-history") or default_path(ImageCache(settings.cache_dir).root)
+    recording = Recording(
+        History(path),
+        model=settings.model,
+        settings=settings.settings_dict(),
+        images_generated=len(generated) - cached,
+        images_cached=cached,
+        started=config.stash[START_KEY],
+    )
+    results = recording.annotate(results)
+    recording.append(table, results, n_resamples=n_resamples(config))
+    config.stash[HISTORY_KEY] = recording
+    return results
 
 
 def check_gate(case: GateCase, verdicts: list[Any], node: pytest.Item | None = None) -> None:
@@ -388,6 +423,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for status, message in results.lines:
         terminalreporter.write_line(f"{status.upper():7s} {message}")
     terminalreporter.write_line(results.summary())
+    recording = config.stash.get(HISTORY_KEY, None)
+    if recording is not None and recording.error:
+        terminalreporter.write_line(f"ERROR   quality history not updated: {recording.error}", red=True)
+    elif recording is not None:
+        terminalreporter.write_line(f"history: {recording.history.path}")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -6,7 +6,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from quantkit.cli import EXIT_USAGE
 from quantkit.cli.options import add_allow_skip, add_run_options, config_from_args
 from quantkit.errors import Interrupted
 
@@ -34,7 +36,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_allow_skip(parser)
     parser.add_argument("--scores-out", type=Path, help="also write the per-prompt score table here (JSON)")
     parser.add_argument("--out", type=Path, default=Path("quantkit-out"), help="report folder (default: %(default)s)")
+    add_history_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_history_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="quality history (SQLite) this run is appended to (default: history.sqlite in the cache folder)",
+    )
+    group.add_argument("--no-history", action="store_true", help="do not record this run in the quality history")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,13 +86,37 @@ def run(args: argparse.Namespace) -> int:
         raise Interrupted(f"{study.cache.stored} images cached; rerun resumes") from err
     if args.scores_out:
         study.table.save(args.scores_out)
-    report = build_report(study, profile, out_dir=args.out, n_resamples=args.n_resamples, allow_skip=allow_skip)
+    history = None if args.no_history else _recording(args, study, start)
+    report = build_report(
+        study, profile, out_dir=args.out, n_resamples=args.n_resamples, allow_skip=allow_skip, history=history
+    )
     print(report.printed())
     _say(args, f"report: {report.index}  ({time.perf_counter() - start:.1f} s)")
+    unrecorded = history is not None and history.error is not None
+    if unrecorded:  # the report is written all the same
+        print(f"quantkit study: error: {history.error}", file=sys.stderr)
+    elif history is not None:
+        _say(args, f"history: {history.history.path}")
     if report.failed:
         print(f"quantkit study: {report.failed} gate(s) failed", file=sys.stderr)
         return 1
-    return 0
+    return EXIT_USAGE if unrecorded else 0
+
+
+def _recording(args: argparse.Namespace, study: Any, start: float) -> Any:
+    """The history link of this run: where it goes and how many images it generated or found cached."""
+    from quantkit.history import History, Recording, default_path
+
+    images = [g for name in study.config.variants for g in study.images(name).values()]
+    cached = sum(1 for g in images if g.cached)
+    return Recording(
+        History(args.history or default_path(study.cache.root)),
+        model=study.config.model,
+        settings=study.config.settings_dict(),
+        images_generated=len(images) - cached,
+        images_cached=cached,
+        started=start,
+    )
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from quantkit.history import Recording
 from quantkit.profiles import GateResults
 from quantkit.report.html import write_report
 from quantkit.report.summary import VariantFacts, format_table, summarize
+from quantkit.report.trend import trend_png
 from quantkit.scores import ScoreTable
 
 
@@ -43,10 +45,18 @@ def render(
     captions: Mapping[str, str] | None = None,
     n_resamples: int = 10_000,
     allow_skip: Sequence[str] = (),
+    history: Recording | None = None,
 ) -> BuiltReport:
+    """``history``: append this run to the quality history, name where a failing gate last passed and draw the
+    trend (a history error is kept in ``history.error``; the report is written all the same)."""
     facts = facts or {}
     cells = summarize(table, reference=reference, n_resamples=n_resamples)
     gates = None if profile is None else profile.evaluate(table, allow_skip=allow_skip, n_resamples=n_resamples)
+    trend = None
+    if history is not None:
+        gates = None if gates is None else history.annotate(gates)
+        history.append(table, gates, n_resamples=n_resamples)
+        trend = trend_png(history.series())
     lines = [] if gates is None else gates.lines
     if profile is not None:
         settings = {**settings, "gates": f"{profile.name} v{profile.version} ({profile.adjustment})"}
@@ -60,6 +70,7 @@ def render(
         verdict_lines=lines,
         images=images,
         captions=captions,
+        trend=trend,
     )
     text = format_table(cells, facts)
     if table.not_measured:
@@ -68,7 +79,13 @@ def render(
 
 
 def build_report(
-    study: Any, profile: Any, *, out_dir: str | Path, n_resamples: int = 10_000, allow_skip: Sequence[str] = ()
+    study: Any,
+    profile: Any,
+    *,
+    out_dir: str | Path,
+    n_resamples: int = 10_000,
+    allow_skip: Sequence[str] = (),
+    history: Recording | None = None,
 ) -> BuiltReport:
     """The report of a scored :class:`quantkit.study.Study`, with its images, sizes and latencies."""
     config = study.config
@@ -87,4 +104,5 @@ def build_report(
         captions=captions,
         n_resamples=n_resamples,
         allow_skip=allow_skip,
+        history=history,
     )

@@ -42,11 +42,13 @@ def write_report(
     verdict_lines: Sequence[tuple[str, str]] = (),
     images: Mapping[str, Mapping[str, Image.Image]] | None = None,
     captions: Mapping[str, str] | None = None,
+    trend: bytes | None = None,
 ) -> Path:
     """Write ``report.md``, ``index.html``, ``pareto.png`` and ``scores.json`` to ``out_dir``; returns index.html.
 
     ``verdict_lines`` are (status, message) pairs with status ``passed``, ``failed`` or ``skipped``; ``images`` maps
-    variant -> prompt id -> image for the grid; ``captions`` maps prompt id -> a short label.
+    variant -> prompt id -> image for the grid; ``captions`` maps prompt id -> a short label; ``trend`` is the quality
+    history's plot (:mod:`quantkit.report.trend`), written as ``trend.png`` and shown on the page.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,18 @@ def write_report(
     pareto = pareto_png(cells, facts)
     if pareto is not None:
         write_bytes(out / "pareto.png", pareto)
-    write_text(out / "report.md", _markdown(title, settings, table, cells, facts, verdict_lines))
+    if trend is not None:
+        write_bytes(out / "trend.png", trend)
+    markdown = _markdown(title, settings, table, cells, facts, verdict_lines)
+    if trend is not None:
+        markdown += "\n## Quality history\n\n![mean and 95% CI per commit](trend.png)\n"
+    write_text(out / "report.md", markdown)
     page = _html(title, settings, table, cells, facts, verdict_lines, images or {}, captions or {}, pareto)
+    if trend is not None:
+        section = (
+            f'<h2>Quality history</h2><img src="{_data_uri(trend)}" alt="quality history: mean and 95% CI per commit">'
+        )
+        page = page.replace("</body>", section + "</body>", 1)
     write_text(out / "index.html", page)
     return out / "index.html"
 
