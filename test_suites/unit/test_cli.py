@@ -162,10 +162,12 @@ def test_a_custom_prompt_file_gets_its_manifest_from_the_command_the_error_names
 
 
 def test_golden_recipes_exits_1_with_the_drift_message_when_a_recipe_changes(capsys, monkeypatch):
-    from quantkit import study
-    from quantkit.recipes import Int8W8A8
+    import dataclasses
+
+    from quantkit.recipes import Int8W8A8, registry, variant_spec
 
     assert run(capsys, "golden", "recipes")[0] == 0
-    monkeypatch.setattr(study, "_int8_recipe", lambda: Int8W8A8(alpha=1.0, protect="auto"))
+    drifted = dataclasses.replace(variant_spec("int8_w8a8"), recipe=lambda: Int8W8A8(alpha=1.0, protect="auto"))
+    monkeypatch.setitem(registry._VARIANTS, "int8_w8a8", drifted)
     code, _, err = run(capsys, "golden", "recipes")
     assert code == 1 and "this changes the published recipe; update the golden on purpose" in err

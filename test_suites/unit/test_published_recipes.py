@@ -1,12 +1,18 @@
 """The published configurations of the study are pinned: any drift of a variant's recipe fails here, and the
 golden is updated only on purpose (``quantkit golden recipes --update``)."""
 
+import dataclasses
 import json
 
 import pytest
 
-from quantkit import published, study
-from quantkit.recipes import GGUF, NF4, Int8W8A8
+from quantkit import published
+from quantkit.recipes import GGUF, NF4, Int8W8A8, registry, variant_spec
+
+
+def _publish(monkeypatch, name, recipe):
+    """Make the registry build ``recipe()`` for variant ``name`` for this test only."""
+    monkeypatch.setitem(registry._VARIANTS, name, dataclasses.replace(variant_spec(name), recipe=recipe))
 
 
 def test_the_published_recipes_match_the_golden():
@@ -34,8 +40,7 @@ def test_the_golden_records_what_the_study_publishes():
     ],
 )
 def test_any_drift_of_a_published_recipe_is_caught(monkeypatch, name, recipe, field):
-    factories = study._recipe_factories()
-    monkeypatch.setattr(study, "_recipe_factories", lambda: {**factories, name: recipe})
+    _publish(monkeypatch, name, recipe)
     assert any(line.startswith(f"{field}:") for line in published.drift())
 
 
@@ -49,6 +54,6 @@ def test_a_change_of_the_protection_rule_is_caught(monkeypatch):
 def test_an_update_on_purpose_rewrites_the_golden(tmp_path, monkeypatch):
     golden = tmp_path / "recipes.json"
     golden.write_text(published.GOLDEN.read_text())
-    monkeypatch.setattr(study, "_int8_recipe", lambda: Int8W8A8(alpha=0.6, protect="auto"))
+    _publish(monkeypatch, "int8_w8a8", lambda: Int8W8A8(alpha=0.6, protect="auto"))
     assert published.update(golden)[0].startswith("int8_w8a8.hash:")
     assert published.drift(golden) == []
