@@ -1,0 +1,71 @@
+"""How a gate names itself in errors, and how limit gates decide at the limit and say which side they are on."""
+
+import math
+
+import pytest
+
+from quantkit.errors import StatsError
+from quantkit.stats import CILimit, IncludesZero, MeanLimit, NonInferior, PairedCI, Superior
+
+
+def interval(mean, low, high, **kw):
+    return PairedCI(
+        metric="lpips", variant="int8_w8a8", reference="", mean_diff=mean, low=low, high=high, n=50,
+        method="BCa", confidence=0.95, seed=0, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("gate", "name"),
+    [
+        (Superior(metric="clip", variant="int8_w8a8"), "clip int8_w8a8 superior"),
+        (Superior(metric="clip", variant="int8_w8a8", reference="fp8"), "clip int8_w8a8 - fp8 superior"),
+        (
+            IncludesZero(metric="ocr", variant="nf4", category="text", margin=0.2),
+            "ocr[text] nf4 includes_zero(margin=0.2)",
+        ),
+        (
+            NonInferior(metric="clip", variant="q4_k", reference="fp8", category="people", margin=0.5),
+            "clip[people] q4_k - fp8 non_inferior(margin=0.5)",
+        ),
+        (CILimit(metric="lpips", variant="nf4", limit=0.26), "lpips nf4 ci_limit(limit=0.26)"),
+    ],
+)
+def test_a_gate_names_metric_category_comparison_kind_and_parameters(gate, name):
+    assert gate.describe() == name
+
+
+@pytest.mark.parametrize("cls", [CILimit, MeanLimit])
+def test_a_limit_must_be_finite_and_the_error_names_the_gate(cls):
+    with pytest.raises(
+        StatsError, match=rf"^lpips nf4 {cls.kind}\(limit=nan\): limit must be a finite number, got nan$"
+    ):
+        cls(metric="lpips", variant="nf4", limit=math.nan)
+
+
+@pytest.mark.parametrize(
+    ("direction", "ci", "passed", "phrase"),
+    [
+        ("lower", (0.2, 0.1, 0.26), True, "upper bound 0.26 <= 0.26"),
+        ("lower", (0.2, 0.1, 0.27), False, "upper bound 0.27 > 0.26"),
+        ("higher", (0.3, 0.26, 0.4), True, "lower bound 0.26 >= 0.26"),
+        ("higher", (0.3, 0.25, 0.4), False, "lower bound 0.25 < 0.26"),
+    ],
+)
+def test_a_ci_limit_passes_at_the_limit_itself_and_says_which_side_the_bound_is(direction, ci, passed, phrase):
+    gate = CILimit(metric="lpips", variant="int8_w8a8", direction=direction, limit=0.26)
+    assert gate.decide(interval(*ci)) == (passed, phrase)
+
+
+@pytest.mark.parametrize(
+    ("direction", "mean", "passed", "phrase"),
+    [
+        ("lower", 0.26, True, "mean 0.26 <= 0.26"),
+        ("lower", 0.27, False, "mean 0.27 > 0.26"),
+        ("higher", 0.26, True, "mean 0.26 >= 0.26"),
+        ("higher", 0.25, False, "mean 0.25 < 0.26"),
+    ],
+)
+def test_a_mean_limit_passes_at_the_limit_itself_and_says_which_side_the_mean_is(direction, mean, passed, phrase):
+    gate = MeanLimit(metric="lpips", variant="int8_w8a8", direction=direction, limit=0.26)
+    assert gate.decide(interval(mean, mean - 0.05, mean + 0.05)) == (passed, phrase)
