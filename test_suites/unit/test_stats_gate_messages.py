@@ -5,7 +5,7 @@ import math
 import pytest
 
 from quantkit.errors import StatsError
-from quantkit.stats import CILimit, IncludesZero, MeanLimit, NonInferior, PairedCI, Superior
+from quantkit.stats import CILimit, Equivalent, IncludesZero, MeanLimit, NonInferior, PairedCI, Superior
 
 
 def interval(mean, low, high, **kw):
@@ -69,3 +69,39 @@ def test_a_ci_limit_passes_at_the_limit_itself_and_says_which_side_the_bound_is(
 def test_a_mean_limit_passes_at_the_limit_itself_and_says_which_side_the_mean_is(direction, mean, passed, phrase):
     gate = MeanLimit(metric="lpips", variant="int8_w8a8", direction=direction, limit=0.26)
     assert gate.decide(interval(mean, mean - 0.05, mean + 0.05)) == (passed, phrase)
+
+
+@pytest.mark.parametrize(
+    ("direction", "ci", "passed", "phrase"),
+    [
+        ("higher", (0.1, -0.5, 0.4), False, "lower bound -0.50 <= -0.50 margin"),
+        ("lower", (0.1, -0.3, 0.5), False, "upper bound 0.50 >= +0.50 margin"),
+        ("lower", (0.1, -0.3, 0.3), True, "upper bound 0.30 < +0.50 margin"),
+    ],
+)
+def test_non_inferiority_needs_the_bound_strictly_inside_the_signed_margin(direction, ci, passed, phrase):
+    gate = NonInferior(metric="lpips", variant="int8_w8a8", direction=direction, margin=0.5)
+    assert gate.decide(interval(*ci)) == (passed, phrase)
+
+
+@pytest.mark.parametrize(
+    ("ci", "passed", "phrase"),
+    [
+        ((0.0, -0.49, 0.49), True, "within ±0.50"),
+        ((0.0, -0.5, 0.3), False, "not within ±0.50"),
+        ((0.0, -0.3, 0.5), False, "not within ±0.50"),
+    ],
+)
+def test_equivalence_needs_the_interval_strictly_inside_both_margins(ci, passed, phrase):
+    gate = Equivalent(metric="lpips", variant="int8_w8a8", direction="lower", margin=0.5)
+    assert gate.decide(interval(*ci)) == (passed, phrase)
+
+
+def test_equivalence_refuses_a_one_sided_interval_and_a_margin_that_is_not_positive():
+    gate = Equivalent(metric="lpips", variant="nf4", direction="lower", margin=0.5)
+    with pytest.raises(StatsError, match=r"^lpips nf4 equivalent\(margin=0.5\): needs a two-sided interval, got a one"):
+        gate.decide(interval(0.0, -0.1, math.inf, alternative="greater"))
+    with pytest.raises(
+        StatsError, match=r"^lpips nf4 equivalent\(margin=0\): margin must be a positive number, got 0$"
+    ):
+        Equivalent(metric="lpips", variant="nf4", margin=0)
