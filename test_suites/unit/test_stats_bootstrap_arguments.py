@@ -31,3 +31,17 @@ def test_mean_bootstrap_is_the_one_sample_paired_bootstrap_with_the_same_argumen
 )
 def test_up_to_five_ids_are_named_and_the_rest_counted(count, shown):
     assert name_some(list("abcdefghi")[:count]) == shown
+
+
+def test_the_fallback_reason_says_whether_all_differences_were_equal_or_the_resamples_degenerate():
+    equal = PairedBootstrap({"a": 0.5, "b": 0.5, "c": 0.5}, None, n_resamples=100).interval()
+    assert equal.fallback_reason == (
+        "BCa is undefined because all 3 differences equal 0.5; used the percentile interval"
+    )
+    # One outlier among 50 prompts that none of three resamples happens to draw (found by trying seeds).
+    one_outlier = {f"p{i:02d}": float(i == 49) for i in range(50)}
+    degenerate = PairedBootstrap(one_outlier, None, n_resamples=3, seed=3).interval()
+    assert degenerate.method == "percentile"
+    assert degenerate.fallback_reason == (
+        "BCa is undefined for this bootstrap distribution (degenerate resamples); used the percentile interval"
+    )

@@ -1,11 +1,12 @@
 """How a gate names itself in errors, and how limit gates decide at the limit and say which side they are on."""
 
 import math
+import re
 
 import pytest
 
 from quantkit.errors import StatsError
-from quantkit.stats import CILimit, Equivalent, IncludesZero, MeanLimit, NonInferior, PairedCI, Superior
+from quantkit.stats import CILimit, Equivalent, IncludesZero, MeanLimit, NonInferior, PairedCI, Superior, evaluate
 
 
 def interval(mean, low, high, **kw):
@@ -105,3 +106,18 @@ def test_equivalence_refuses_a_one_sided_interval_and_a_margin_that_is_not_posit
         StatsError, match=r"^lpips nf4 equivalent\(margin=0\): margin must be a positive number, got 0$"
     ):
         Equivalent(metric="lpips", variant="nf4", margin=0)
+
+
+@pytest.mark.parametrize("margin", [True, "0.5", math.inf, 0.0, -0.5])
+def test_a_margin_must_be_a_positive_finite_number_and_not_a_bool(margin):
+    with pytest.raises(StatsError, match=rf"margin must be a positive number, got {re.escape(repr(margin))}$"):
+        NonInferior(metric="clip", variant="nf4", margin=margin)
+
+
+def test_a_category_gate_without_categories_says_so():
+    scores = {"nf4": {"clip": {"p1": 1.0, "p2": 2.0}}}
+    gate = Superior(metric="clip", variant="nf4", direction="higher", category="text")
+    with pytest.raises(
+        StatsError, match=r"^a gate is restricted to a prompt category, but no prompt categories were given$"
+    ):
+        evaluate([gate], scores)
