@@ -45,3 +45,9 @@ def test_the_fallback_reason_says_whether_all_differences_were_equal_or_the_resa
     assert degenerate.fallback_reason == (
         "BCa is undefined for this bootstrap distribution (degenerate resamples); used the percentile interval"
     )
+
+
+def test_an_interval_includes_both_of_its_bounds():
+    ci = mean_bootstrap(SCORES, n_resamples=200)
+    assert ci.includes(ci.low) and ci.includes(ci.high)
+    assert not ci.includes(ci.low - 1e-9) and not ci.includes(ci.high + 1e-9)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from quantkit.stats import IncludesZero, evaluate, minimum_detectable_difference, required_prompts
+from quantkit.stats import CILimit, IncludesZero, evaluate, minimum_detectable_difference, required_prompts
 
 IDS = [f"p{i:02d}" for i in range(40)]
 RNG = np.random.default_rng(5)
@@ -29,9 +29,26 @@ def test_the_minimum_detectable_difference_is_read_at_the_gates_level_and_the_as
 
 
 def test_an_underpowered_pass_says_how_many_prompts_would_see_the_tolerance():
-    v = verdict(power_tolerance=0.2)
-    needed = required_prompts(DIFFERENCES, 0.2, alpha=0.05, power=0.8)
-    assert v.underpowered and v.message.endswith(f"tolerance 0.20 needs n >= {needed}")
+    v = verdict(power_tolerance=0.2, confidence=0.9, power=0.9)
+    needed = required_prompts(DIFFERENCES, 0.2, alpha=0.1, power=0.9)
+    assert v.underpowered
+    assert v.message == (
+        f"{v.ci.describe()} (n=40, BCa, unadjusted) includes 0: gate includes_zero passed; underpowered: detects only "
+        f"|diff| >= {v.ci.format_value(v.mdd, signed=False)} at 90% power, tolerance 0.20 needs n >= {needed}"
+    )
+    assert "|diff| >= 0." in v.message  # unsigned, although the interval is of a difference
+
+
+def test_evaluate_resamples_10000_times_with_seed_0_unless_told_otherwise():
+    (default,) = evaluate([GATE], SCORES)
+    assert (default.ci.n_resamples, default.ci.seed, default.ci.method) == (10_000, 0, "BCa")
+    (told,) = evaluate([GATE], SCORES, n_resamples=300, seed=4, method="percentile")
+    assert (told.ci.n_resamples, told.ci.seed, told.ci.method) == (300, 4, "percentile")
+
+
+def test_a_one_sample_gate_reads_an_interval_without_a_reference_name():
+    (own,) = evaluate([CILimit(metric="clip", variant="nf4", direction="higher", limit=0.0)], SCORES, n_resamples=300)
+    assert (own.ci.variant, own.ci.reference) == ("nf4", "")
 
 
 def test_a_benchmark_that_detects_exactly_the_tolerance_is_not_underpowered():
