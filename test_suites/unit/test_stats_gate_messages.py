@@ -6,7 +6,17 @@ import re
 import pytest
 
 from quantkit.errors import StatsError
-from quantkit.stats import CILimit, Equivalent, IncludesZero, MeanLimit, NonInferior, PairedCI, Superior, evaluate
+from quantkit.stats import (
+    CILimit,
+    Equivalent,
+    IncludesZero,
+    MeanLimit,
+    NonInferior,
+    PairedCI,
+    Superior,
+    evaluate,
+    gate_from_dict,
+)
 
 
 def interval(mean, low, high, **kw):
@@ -121,3 +131,48 @@ def test_a_category_gate_without_categories_says_so():
         StatsError, match=r"^a gate is restricted to a prompt category, but no prompt categories were given$"
     ):
         evaluate([gate], scores)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"kind": "superior", "metric": "clip", "variant": "nf4", "margin": 1, "limit": 2},
+            "superior gate on clip: unknown field(s) 'limit', 'margin'; "
+            "a superior gate takes category, direction, metric, reference, variant",
+        ),
+        ({"kind": "superior", "variant": "nf4", "limit": 2}, "superior gate on ?: unknown field(s) 'limit'; "),
+        ({"kind": "ci_limit", "variant": "nf4"}, "ci_limit gate on ?: missing field(s) limit, metric"),
+        ({"kind": "ci_limit", "metric": "lpips"}, "ci_limit gate on lpips: missing field(s) limit, variant"),
+    ],
+)
+def test_a_gate_table_with_wrong_fields_names_its_metric_and_every_wrong_field(spec, message):
+    with pytest.raises(StatsError, match="^" + re.escape(message)):
+        gate_from_dict(spec)
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        ({}, "no scores for variant 'nf4'; scored variants: none"),
+        ({"fp8": {}, "int8": {}}, "no scores for variant 'nf4'; scored variants: fp8, int8"),
+        ({"nf4": {}}, "variant 'nf4' has no 'clip' scores; its metrics: none"),
+        ({"nf4": {"psnr": {}, "lpips": {}}}, "variant 'nf4' has no 'clip' scores; its metrics: lpips, psnr"),
+    ],
+)
+def test_a_gate_on_missing_scores_says_what_was_scored(scores, message):
+    gate = Superior(metric="clip", variant="nf4", direction="higher")
+    with pytest.raises(StatsError, match="^" + re.escape(message) + "$"):
+        evaluate([gate], scores)
+
+
+@pytest.mark.parametrize(
+    ("ci", "shown"),
+    [
+        ((0.213, 0.181, 0.247), "lpips: int8_w8a8 = 0.21 [95% CI 0.18, 0.25]"),
+        ((0.0, 0.0, 0.0), "lpips: int8_w8a8 = 0.00 [95% CI 0.00, 0.00]"),
+        ((1.0, 0.004, math.inf), "lpips: int8_w8a8 = 1.00 [95% CI 0.00, inf]"),
+    ],
+)
+def test_a_one_sample_interval_prints_unsigned_with_decimals_for_its_largest_number_and_width(ci, shown):
+    assert interval(*ci).describe() == shown
