@@ -176,3 +176,52 @@ def test_a_gate_on_missing_scores_says_what_was_scored(scores, message):
 )
 def test_a_one_sample_interval_prints_unsigned_with_decimals_for_its_largest_number_and_width(ci, shown):
     assert interval(*ci).describe() == shown
+
+
+@pytest.mark.parametrize(
+    ("direction", "ci", "passed", "phrase"),
+    [
+        ("higher", (0.3, 0.1, math.inf), True, "lower bound 0.10 > 0"),
+        ("higher", (0.3, 0.0, math.inf), False, "lower bound 0.00 <= 0"),
+        ("lower", (-0.3, -math.inf, -0.1), True, "upper bound -0.10 < 0"),
+        ("lower", (-0.3, -math.inf, 0.0), False, "upper bound 0.00 >= 0"),
+    ],
+)
+def test_superiority_needs_the_bound_strictly_past_zero_and_says_which_side_it_is(direction, ci, passed, phrase):
+    gate = Superior(metric="lpips", variant="int8_w8a8", direction=direction)
+    assert gate.decide(interval(*ci)) == (passed, phrase)
+
+
+def test_a_mean_difference_of_exactly_zero_is_not_called_worse():
+    gate = IncludesZero(metric="lpips", variant="int8_w8a8", direction="higher")
+    assert gate.decide(interval(0.0, 0.1, 0.5)) == (False, "excludes 0 (better)")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"reference": ""}, "clip nf4 superior: 'reference' must be a non-empty string, got ''"),
+        ({"category": 3}, "clip[3] nf4 superior: 'category' must be a non-empty string, got 3"),
+    ],
+)
+def test_reference_and_category_are_none_or_a_non_empty_string(fields, message):
+    with pytest.raises(StatsError, match="^" + re.escape(message) + "$"):
+        Superior(metric="clip", variant="nf4", **fields)
+
+
+def test_an_includes_zero_margin_must_be_positive():
+    with pytest.raises(StatsError, match=r"^clip nf4 includes_zero\(margin=0\): margin must be a positive number"):
+        IncludesZero(metric="clip", variant="nf4", margin=0)
+
+
+def test_a_paired_gate_given_a_one_sample_interval_says_the_interval_has_no_reference():
+    gate = Superior(metric="lpips", variant="int8_w8a8", reference="fp8", direction="lower")
+    with pytest.raises(StatsError, match=r"was given the interval of lpips int8_w8a8 - \(none\)$"):
+        gate.check(interval(-0.3, -math.inf, -0.1))
+
+
+def test_a_mean_limit_is_not_a_test_so_its_verdict_has_no_adjustment():
+    verdict = MeanLimit(metric="lpips", variant="int8_w8a8", direction="lower", limit=0.3).check(
+        interval(0.2, 0.1, 0.25), adjustment="holm"
+    )
+    assert (verdict.adjustment, verdict.confidence) == ("none", None)
