@@ -225,3 +225,19 @@ def test_a_mean_limit_is_not_a_test_so_its_verdict_has_no_adjustment():
         interval(0.2, 0.1, 0.25), adjustment="holm"
     )
     assert (verdict.adjustment, verdict.confidence) == ("none", None)
+
+
+@pytest.mark.parametrize(
+    ("ci", "shown"),
+    [
+        # Two bounds: the width (0.0011) asks for 3 decimals, though the mean sits 0.00005 above the lower bound.
+        ((0.99695, 0.99690, 0.99800), "lpips: int8_w8a8 = 0.997 [95% CI 0.997, 0.998]"),
+        # One bound: the distance from the mean to it is the width.
+        ((0.5, 0.4998, math.inf), "lpips: int8_w8a8 = 0.5000 [95% CI 0.4998, inf]"),
+        ((0.5, -math.inf, math.inf), "lpips: int8_w8a8 = 0.50 [95% CI -inf, inf]"),
+        # Never more than 8 decimals.
+        ((0.5, 0.5, 0.5 + 1e-10), "lpips: int8_w8a8 = 0.50000000 [95% CI 0.50000000, 0.50000000]"),
+    ],
+)
+def test_an_interval_prints_as_many_decimals_as_its_width_needs_up_to_eight(ci, shown):
+    assert interval(*ci).describe() == shown
