@@ -14,7 +14,7 @@ import sys
 from quantkit.errors import QuantkitError
 from quantkit.quiet import silence_third_party_noise
 
-SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "prompts", "plan", "ablate")
+SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "prompts", "plan", "ablate", "sensitivity")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
