@@ -29,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_run_options(parser)
     parser.add_argument("--gates", default=None, help="gate profile (default: tiny on tiny, ideogram4 otherwise)")
-    parser.add_argument("--faults", default=None, metavar="NAME,...", help="faults to run (default: all)")
+    parser.add_argument(
+        "--faults", default=None, metavar="NAME,...", help="faults to run, or none (controls only; default: all)"
+    )
     parser.add_argument(
         "--controls", type=int, default=20, metavar="N", help="no-op control runs (default: %(default)s)"
     )
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     profile = load_profile(args.gates or ("tiny" if config.model == "tiny" else "ideogram4"))
     names = tuple(n.strip() for n in args.faults.split(",") if n.strip()) if args.faults else tuple(CATALOGUE)
+    names = () if names == ("none",) else names
     if args.quick:
         names = tuple(n for n in names if n in QUICK_FAULTS) if args.faults else QUICK_FAULTS
     check_writable_dir(args.out, "sensitivity report folder (--out)")

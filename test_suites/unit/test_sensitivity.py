@@ -81,6 +81,16 @@ def test_the_report_is_written_in_three_formats(sweep, small):
     assert "<td>fidelity_reference</td>" in (out / "sensitivity.html").read_text()
 
 
+def test_sweeps_run_side_by_side_combine_into_one_report(sweep, small):
+    loaded = sensitivity.load(small[2] / "out" / "sensitivity.json")
+    assert loaded.outcomes == sweep.outcomes
+    controls_only = sensitivity.Sweep(sweep.profile, sweep.settings, [*sweep.outcomes[:1], *sweep.controls()], 5.0)
+    faults_only = sensitivity.Sweep(sweep.profile, sweep.settings, [*sweep.outcomes[:1], *sweep.faults()], 9.0)
+    combined = sensitivity.combine([controls_only, faults_only])
+    assert combined.summary() | {"wall_seconds": 0} == sweep.summary() | {"wall_seconds": 0}
+    assert combined.seconds == 9.0 and sum(o.kind == "baseline" for o in combined.outcomes) == 1
+
+
 def test_a_study_with_its_prompts_reordered_scores_the_same(small):
     config = small[0]
     original = [p.id for p in Study(config).prompts]
