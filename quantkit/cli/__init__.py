@@ -14,7 +14,17 @@ import sys
 from quantkit.errors import QuantkitError
 from quantkit.quiet import silence_third_party_noise
 
-SUBCOMMANDS: tuple[str, ...] = ("study", "quantize", "report", "golden", "prompts", "plan", "ablate", "history")
+SUBCOMMANDS: tuple[str, ...] = (
+    "study",
+    "quantize",
+    "report",
+    "golden",
+    "prompts",
+    "plan",
+    "ablate",
+    "history",
+    "sensitivity",
+)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
