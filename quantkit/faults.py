@@ -77,7 +77,9 @@ def salted_identity(variants: tuple[str, ...], salt: str, *, scores: bool = Fals
             stack.enter_context(mock.patch.object(generation, "quantizer_version", salted))
         if every:
             stack.enter_context(
-                mock.patch.object(generation, "generation_code_version", lambda pipe: generation_code_version(pipe) + tag)
+                mock.patch.object(
+                    generation, "generation_code_version", lambda pipe: generation_code_version(pipe) + tag
+                )
             )
         if scores:
             stack.enter_context(mock.patch.object(study, "_score_id", lambda *a: score_id(*a) + tag))

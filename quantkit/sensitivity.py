@@ -194,14 +194,13 @@ def _identity_problems(study: Any) -> list[str]:
 def _golden_problems(study: Any, profile: Any) -> list[str]:
     """The reference's images against the golden set and, when they are exact, its scores against the golden
     scores (a harness fault changes scores of unchanged images). No golden set for this selection: no check."""
-    from quantkit.cli.golden import golden_set_name
+    from quantkit.golden import golden_set
     from quantkit.store import golden
 
     config = study.config
     if config.shard is not None:  # a shard holds part of the set; the merged run is checked as a whole
         return []
-    name = "tiny" if config.model == "tiny" else Path(config.model).name
-    gold = golden.GoldenSet(name, golden_set_name(config.prompts, config.prompt_limit))
+    gold = golden_set(config)
     if not (gold.dir / golden.MANIFEST).is_file():
         return []
     images = {pid: g.image for pid, g in study.images(config.reference).items()}
