@@ -18,7 +18,7 @@ import torch
 from quantkit.baseline import CHANGED, UNCHANGED, load_baseline, save_baseline
 from quantkit.cli import main
 from quantkit.codecs import q8_0
-from quantkit.errors import StoreError
+from quantkit.errors import QuantkitError, StoreError
 from quantkit.merge_gate import run_gated
 from quantkit.pipelines import cached
 from quantkit.profiles import load_profile
@@ -133,3 +133,32 @@ def test_saving_again_replaces_the_baseline_in_one_step(main_baseline, tmp_path)
     save_baseline(Study(dataclasses.replace(CONFIG, cache_dir=str(cached_images)), progress=False), again, images=False)
     assert [p.name for p in tmp_path.iterdir()] == ["baseline"]  # no staging or old folder left beside it
     assert not load_baseline(again).has_images
+
+
+def test_the_shipped_profiles_declare_baseline_gates():
+    for name in ("tiny", "ideogram4"):
+        section = load_profile(name).baseline
+        assert section["fidelity"] and section["non_inferior"]
+
+
+@pytest.mark.parametrize(
+    ("section", "error"),
+    [
+        ("fidelty = { psnr = 35.0 }", r"unknown \[baseline\] field\(s\) fidelty"),
+        ("fidelity = { clip = 35.0 }", r"fidelity: 'clip' is not one of psnr, ssim, lpips"),
+        ("non_inferior = { clip = -0.5 }", r"non_inferior.clip: .*margin must be a positive number"),
+        ("non_inferior = 0.5", r"non_inferior must map metric names to numbers"),
+    ],
+)
+def test_a_wrong_baseline_section_fails_when_the_profile_loads(tmp_path, section, error):
+    profile = tmp_path / "p.toml"
+    gate = '[[gate]]\nmetric = "psnr"\nvariant = "q8_0"\nkind = "ci_limit"\nlimit = 30.0\n'
+    profile.write_text(f"{gate}\n[baseline]\n{section}\n")
+    with pytest.raises(QuantkitError, match=error):
+        load_profile(profile)
+
+
+def test_baseline_and_sequential_runs_refuse_to_save_a_baseline(tmp_path, capsys):
+    args = ["study", "--baseline", str(tmp_path), "--save-baseline", str(tmp_path / "b"), "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "not with --no-gates or --save-baseline" in capsys.readouterr().err
