@@ -31,7 +31,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +267,7 @@ class Comparison:
     # -- baseline gates ---------------------------------------------------------------------------------------------
 
     def gate_table(
-        self, profile: GateProfile, variants: list[str] | None = None
+        self, profile: GateProfile, variants: list[str] | None = None, allow_skip: Sequence[str] = ()
     ) -> tuple[ScoreTable, list[dict[str, Any]], list[SkippedGate]]:
         """Scores of ``variants`` (default: the changed ones) against main (fidelity to main's images, new and main's
         quality/text scores side by side), the baseline gates of ``profile`` on them, and those that cannot run."""
@@ -276,7 +276,7 @@ class Comparison:
         study, table = self.study, ScoreTable()
         gates: list[dict[str, Any]] = []
         skipped: list[SkippedGate] = []
-        allowed = set(profile.allow_skip)
+        allowed = set(profile.allow_skip) | set(allow_skip)
         for name in self.changed if variants is None else variants:
             record = self.baseline.variants.get(name)
             if record is None:
@@ -322,11 +322,13 @@ class Comparison:
             return METRIC_NOT_REQUESTED, f"{metric} is not among the run's metrics"
         return None
 
-    def evaluate(self, profile: GateProfile, *, n_resamples: int = 10_000) -> GateResults | None:
+    def evaluate(
+        self, profile: GateProfile, *, allow_skip: Sequence[str] = (), n_resamples: int = 10_000
+    ) -> GateResults | None:
         """The baseline gates' verdicts (fixed-size: every prompt), or None when no variant changed."""
         from quantkit.stats import evaluate
 
-        table, gates, skipped = self.gate_table(profile)
+        table, gates, skipped = self.gate_table(profile, allow_skip=allow_skip)
         if not gates and not skipped:
             return None
         verdicts = evaluate(

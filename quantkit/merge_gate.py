@@ -75,7 +75,7 @@ def run_gated(
         for name in order:
             score(name)
         results = profile.evaluate(study.table, allow_skip=allow_skip, n_resamples=n_resamples)
-        judged = comparison.evaluate(profile, n_resamples=n_resamples) if comparison else None
+        judged = comparison.evaluate(profile, allow_skip=allow_skip, n_resamples=n_resamples) if comparison else None
         used = len(every) if moving else 0
     else:
         results, judged, used = _sequential(study, profile, comparison, order, moving, looks, allow_skip, n_resamples)
@@ -122,7 +122,9 @@ def _sequential(
             plain = SequentialGates([g for g in runnable if g not in fixed], sizes, study.table.directions, alpha)
         plain.look(study.table.values, study.table.categories)
         if comparison is not None:
-            table, gates, found_skipped = comparison.gate_table(profile, moving)  # the same gates at every look
+            table, gates, found_skipped = comparison.gate_table(
+                profile, moving, allow_skip
+            )  # the same gates every look
             if baseline_gates is None:
                 baseline_skipped = found_skipped
                 baseline_gates = SequentialGates(gates, sizes, table.directions, alpha) if gates else None
