@@ -12,6 +12,11 @@ run in which no gate was evaluated: a merge gate never passes by accident.
 
 An optional ``[golden]`` table (``max_pixel_difference``, ``min_psnr``) declares how far the golden reference images
 may move in an environment other than the one that recorded them.
+
+An optional ``[baseline]`` table declares the gates of a run against main's baseline (``quantkit study --baseline``,
+:mod:`quantkit.baseline`): ``fidelity`` maps psnr/ssim/lpips to the ``ci_limit`` a changed variant's images must keep
+against main's own images, ``non_inferior`` maps each quality/text metric to the margin of its non-inferiority to
+main's per-prompt scores.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from quantkit.store.golden import GoldenTolerance
 GATES_DIR = GOLDEN_DIR / "gates"
 PROFILE_FIELDS = {"version", "description", "confidence", "adjustment", "power_tolerance", "allow_skip"}
 GOLDEN_FIELDS = {field.name for field in dataclasses.fields(GoldenTolerance)}
+BASELINE_FIELDS = {"fidelity": "ci_limit", "non_inferior": "non_inferior"}  # [baseline] key -> gate kind
 
 WEIGHTS_ABSENT = "weights not on this machine"
 VARIANT_NOT_RUN = "variant not run"
@@ -124,6 +130,7 @@ class GateProfile:
     golden_tolerance: GoldenTolerance = dataclasses.field(default_factory=GoldenTolerance)
     allow_skip: tuple[str, ...] = ()
     parsed: tuple[Gate, ...] = ()
+    baseline: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.parsed:  # load_profile parses while it checks; a profile built by hand is parsed here
@@ -218,7 +225,33 @@ def load_profile(name_or_path: str | Path) -> GateProfile:
         golden_tolerance=GoldenTolerance(**golden_table),
         allow_skip=check_skip_reasons(header.get("allow_skip", ()), f"gate profile {path}, allow_skip"),
         parsed=tuple(gate for gate, _ in checked),
+        baseline=_baseline_section(data.get("baseline", {}), path),
     )
+
+
+def _baseline_section(table: Mapping[str, Any], path: Path) -> dict[str, dict[str, float]]:
+    """The ``[baseline]`` table, checked: known keys, fidelity metrics with limits, quality/text metrics with
+    positive margins (each entry must make a valid gate)."""
+    from quantkit.metrics import catalog
+
+    if unknown := set(table) - set(BASELINE_FIELDS):
+        raise QuantkitError(f"gate profile {path}: unknown [baseline] field(s) {', '.join(sorted(unknown))}")
+    allowed = {"fidelity": catalog.names("fidelity"), "non_inferior": catalog.names("quality") + catalog.names("text")}
+    for field, entries in table.items():
+        if not isinstance(entries, Mapping):
+            raise QuantkitError(f"gate profile {path}: [baseline] {field} must map metric names to numbers")
+        for metric, value in entries.items():
+            if metric not in allowed[field]:
+                raise QuantkitError(
+                    f"gate profile {path}: [baseline] {field}: {metric!r} is not one of {', '.join(allowed[field])}"
+                )
+            number = "limit" if field == "fidelity" else "margin"
+            spec = {"metric": metric, "variant": "v", "kind": BASELINE_FIELDS[field], number: value}
+            try:
+                gate_from_dict(spec | ({"reference": "main"} if field == "non_inferior" else {}))
+            except QuantkitError as err:
+                raise QuantkitError(f"gate profile {path}: [baseline] {field}.{metric}: {err}") from err
+    return {field: dict(entries) for field, entries in table.items()}
 
 
 def _parse_gate(spec: Mapping[str, Any]) -> tuple[Gate | None, str | None]:

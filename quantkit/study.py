@@ -199,6 +199,13 @@ class Study:
         self.table.categories.update({p.id: p.category for p in prompts})
         return prompts
 
+    def use_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Run on ``prompts`` from now on (sequential gating takes the set batch by batch): images are looked up
+        again for the new set, from the cache where they were generated before."""
+        self.__dict__["prompts"] = list(prompts)
+        self.table.categories.update({p.id: p.category for p in prompts})
+        self._images.clear()
+
     @functools.cached_property
     def sampler(self) -> SamplerSettings:
         from quantkit.pipelines.ideogram4 import PRESETS

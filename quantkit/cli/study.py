@@ -10,7 +10,7 @@ from typing import Any
 
 from quantkit.cli import EXIT_USAGE
 from quantkit.cli.options import add_allow_skip, add_run_options, config_from_args
-from quantkit.errors import Interrupted
+from quantkit.errors import Interrupted, UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scores-out", type=Path, help="also write the per-prompt score table here (JSON)")
     parser.add_argument("--out", type=Path, default=Path("quantkit-out"), help="report folder (default: %(default)s)")
     add_history_options(parser)
+    add_baseline_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -51,6 +52,35 @@ def add_history_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-history", action="store_true", help="do not record this run in the quality history")
 
 
+def add_baseline_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("merge gate (quantkit.baseline, quantkit.merge_gate)")
+    group.add_argument(
+        "--save-baseline",
+        type=Path,
+        metavar="DIR",
+        help="after the study, save every variant's image keys, pixel hashes, scores and images here (run on main)",
+    )
+    group.add_argument(
+        "--no-baseline-images",
+        action="store_true",
+        help="with --save-baseline: leave the PNGs out (real model); --baseline then reads main's from the cache",
+    )
+    group.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="judge against main's baseline: unchanged variants cost nothing, changed ones face the [baseline] gates",
+    )
+    group.add_argument(
+        "--sequential",
+        action="store_true",
+        help="take the prompts in stratified batches and stop once every gate is decided (alpha spending)",
+    )
+    group.add_argument(
+        "--looks", type=int, default=5, help="--sequential: number of batches, at most (default: %(default)s)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from quantkit.atomic import check_writable_dir
     from quantkit.profiles import check_skip_reasons, load_profile
@@ -59,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     config = config_from_args(args)
+    gated = bool(args.baseline or args.sequential)
+    if gated and (args.no_gates or args.save_baseline):
+        raise UsageError(
+            "--baseline/--sequential decide gates on part of the work: not with --no-gates or --save-baseline"
+        )
     profile = None if args.no_gates else load_profile(args.gates or config.gate_profile)
     allow_skip = check_skip_reasons(args.allow_skip, "--allow-skip")
     check_writable_dir(args.out, "report folder (--out)")
@@ -66,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(args.scores_out.parent, "folder of --scores-out")
     study = Study(config, progress=not args.quiet)
     check_writable_dir(study.cache.root, "cache folder ($QUANTKIT_CACHE or --cache)")
+    if gated:
+        return _run_gated(args, study, profile, allow_skip)
     try:
         _say(
             args,
@@ -86,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         raise Interrupted(f"{study.cache.stored} images cached; rerun resumes") from err
     if args.scores_out:
         study.table.save(args.scores_out)
+    if args.save_baseline:
+        from quantkit.baseline import save_baseline
+
+        _say(args, f"baseline: {save_baseline(study, args.save_baseline, images=not args.no_baseline_images)}")
     history = None if args.no_history else _recording(args, study, start)
     report = build_report(
         study, profile, out_dir=args.out, n_resamples=args.n_resamples, allow_skip=allow_skip, history=history
@@ -117,6 +158,47 @@ def _recording(args: argparse.Namespace, study: Any, start: float) -> Any:
         images_cached=cached,
         started=start,
     )
+
+
+def _run_gated(args: argparse.Namespace, study: Any, profile: Any, allow_skip: tuple[str, ...]) -> int:
+    """``--baseline`` / ``--sequential``: print each variant's status, the verdicts and the cost; save them as JSON."""
+    from quantkit.atomic import write_json
+    from quantkit.baseline import load_baseline
+    from quantkit.merge_gate import run_gated
+
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    try:
+        outcome = run_gated(
+            study,
+            profile,
+            baseline,
+            sequential=args.sequential,
+            looks=args.looks,
+            n_resamples=args.n_resamples,
+            allow_skip=allow_skip,
+        )
+    except KeyboardInterrupt as err:
+        raise Interrupted(f"{study.cache.stored} images cached; rerun resumes") from err
+    if args.scores_out:
+        study.table.save(args.scores_out)
+    lines = outcome.lines()
+    print("\n".join(lines))
+    write_json(
+        args.out / "merge-gate.json",
+        {
+            "status": outcome.status,
+            "failed": outcome.failed,
+            "images_generated": outcome.images_generated,
+            "prompts_used": outcome.prompts_used,
+            "prompts_total": outcome.prompts_total,
+            "seconds": outcome.seconds,
+            "lines": lines,
+        },
+    )
+    if outcome.failed:
+        print(f"quantkit study: {outcome.failed} gate(s) failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

@@ -14,7 +14,6 @@ WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "ci" / "github").glob(
 # Flags of `quantkit study` that land from the i17-sequential branch (baseline and sequential mode): accepted here
 # while the parser lacks them. Once merged, empty this (test_pending_flags_are_still_pending says so).
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>"}
-PENDING_STUDY_FLAGS = {"--save-baseline": 1, "--baseline": 1, "--sequential": 0, "--no-baseline-images": 0}
 
 
 def load(path: Path) -> dict:
@@ -63,24 +62,6 @@ def commands(workflow: dict, program: str, event: str | None = None) -> list[lis
     return found
 
 
-def study_options() -> set[str]:
-    sub = next(a for a in build_parser()._actions if a.dest == "command")  # the subcommands' parsers
-    return set(sub.choices["study"]._option_string_actions)
-
-
-def without_pending(argv: list[str]) -> list[str]:
-    """``argv`` less the pending flags the parser does not know yet (with their values)."""
-    known, out, skip = study_options(), [], 0
-    for word in argv:
-        if skip:
-            skip -= 1
-        elif word in PENDING_STUDY_FLAGS and word not in known:
-            skip = PENDING_STUDY_FLAGS[word]
-        else:
-            out.append(word)
-    return out
-
-
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_every_workflow_is_valid_yaml_with_jobs_of_steps(path):
     workflow = load(path)
@@ -94,7 +75,7 @@ def test_every_workflow_is_valid_yaml_with_jobs_of_steps(path):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_every_quantkit_command_of_a_workflow_parses(path):
     for argv in commands(load(path), "quantkit"):
-        build_parser().parse_args(without_pending(argv) if argv[0] == "study" else argv)  # SystemExit on a typo
+        build_parser().parse_args(argv)  # SystemExit on a typo
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
@@ -103,11 +84,6 @@ def test_every_pytest_option_of_a_workflow_exists(path, pytestconfig):
         for word in argv:
             if word.startswith("--"):
                 pytestconfig.getoption(word.split("=", 1)[0])  # ValueError: no option named ...
-
-
-def test_pending_flags_are_still_pending():
-    landed = sorted(set(PENDING_STUDY_FLAGS) & study_options())
-    assert not landed, f"{landed} now exist in `quantkit study`: remove them from PENDING_STUDY_FLAGS"
 
 
 def test_the_command_parser_of_this_test_finds_the_commands():
