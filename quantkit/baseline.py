@@ -254,7 +254,7 @@ class Comparison:
         for metric_name, values in record.scores.items():
             if metric_name in study.not_measurable or metric_name not in study.config.metrics:
                 continue
-            metric = load(metric_name, **study.metric_options(metric_name))
+            metric = load(metric_name, device=study.config.device)
             for pid in same & set(values):
                 ref_digest = ""
                 if metric_name in FIDELITY_METRICS:
@@ -293,7 +293,7 @@ class Comparison:
                     detail = "main's images are neither in the baseline nor in the image cache"
                     skipped.append(SkippedGate(gate, NO_SCORES, detail, allowed=NO_SCORES in allowed))
                     continue
-                scorer = load(metric, **study.metric_options(metric))
+                scorer = load(metric, device=study.config.device)
                 pids = sorted(mains)
                 values = scorer.score(
                     [images[p].image for p in pids], prompts=None, references=[mains[p] for p in pids], texts=None

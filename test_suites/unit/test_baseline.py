@@ -15,12 +15,12 @@ import shutil
 import pytest
 import torch
 
+from quantkit import generation as cached
 from quantkit.baseline import CHANGED, UNCHANGED, load_baseline, save_baseline
 from quantkit.cli import main
 from quantkit.codecs import q8_0
 from quantkit.errors import QuantkitError, StoreError
 from quantkit.merge_gate import run_gated
-from quantkit.pipelines import cached
 from quantkit.profiles import load_profile
 from quantkit.study import Study, StudyConfig
 
@@ -45,7 +45,7 @@ def q8_0_key_changed(monkeypatch):
     """What an edit to the Q8_0 codec does to the image keys: its quantizer version differs from main's."""
     version = cached.quantizer_version
     monkeypatch.setattr(
-        cached, "quantizer_version", lambda fmt=None: version(fmt) + ("-edited" if fmt == "q8_0" else "")
+        cached, "quantizer_version", lambda variant=None: version(variant) + ("-edited" if variant == "q8_0" else "")
     )
 
 

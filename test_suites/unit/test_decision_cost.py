@@ -12,10 +12,10 @@ import dataclasses
 import pytest
 import torch
 
+from quantkit import generation as cached
 from quantkit.baseline import save_baseline
 from quantkit.codecs import q8_0
 from quantkit.decision_cost import measure, summary
-from quantkit.pipelines import cached
 from quantkit.profiles import load_profile
 from quantkit.study import Study, StudyConfig
 
@@ -42,7 +42,7 @@ class Q8Fault:
             return dataclasses.replace(packed, data=blocks.reshape(packed.data.shape))
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(cached, "quantizer_version", lambda fmt=None: version(fmt) + ("+" if fmt == "q8_0" else ""))
+            patch.setattr(cached, "quantizer_version", lambda v=None: version(v) + ("+" if v == "q8_0" else ""))
             if self.scale is not None:
                 patch.setattr(q8_0, "quantize", buggy)
             yield
