@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from quantkit.history import Point
-from quantkit.report.summary import METRIC_LABELS
+from quantkit.metrics.catalog import label
 
 MIN_RUNS = 2  # one run is a point, not a trend
 
@@ -52,7 +52,7 @@ def trend_figure(series: Mapping[tuple[str, str], Sequence[Point]]) -> Any:
             above = [_bar(p.ci_high - p.mean) if p.ci_high is not None else 0.0 for p in points]
             color = colors[variants.index(variant) % len(colors)]  # one colour per variant in every panel
             ax.errorbar(xs, means, yerr=[below, above], marker="o", capsize=3, label=variant, color=color)
-        ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (mean, 95% CI)")
+        ax.set_ylabel(f"{label(metric)} (mean, 95% CI)")
         ax.set_xticks(range(len(runs)), [label for _, label in runs], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
