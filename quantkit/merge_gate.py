@@ -117,7 +117,8 @@ def _sequential(
             if name in needed:
                 comparison.score(name) if comparison else study.scores(name)
         if plain is None:  # the first look: which gates run, and how
-            runnable, skipped = profile.split(study.table, allow_skip)
+            indices, skipped = profile.split(study.table, allow_skip)
+            runnable = [profile.gates[i] for i in indices]
             fixed = [g for g in runnable if not {g["variant"], g.get("reference")} & set(moving)]
             plain = SequentialGates([g for g in runnable if g not in fixed], sizes, study.table.directions, alpha)
         plain.look(study.table.values, study.table.categories)
@@ -137,7 +138,8 @@ def _sequential(
     for name in order:  # unchanged variants: main's scores on every prompt, for the gates that involve only them
         if name not in moving:
             comparison.score(name)
-    fixed_results = dataclasses.replace(profile, gates=tuple(fixed)).evaluate(study.table, n_resamples=n_resamples)
+    fixed_profile = dataclasses.replace(profile, gates=tuple(fixed), parsed=())  # parsed anew from the fixed gates
+    fixed_results = fixed_profile.evaluate(study.table, n_resamples=n_resamples)
     verdicts = (*fixed_results.verdicts, *(v for _, v in sorted(plain.verdicts.items())))
     results = GateResults(profile.name, verdicts, tuple(skipped))
     judged = None

@@ -35,6 +35,7 @@ COMMON_SOURCES = (
     "codecs/base.py",
     "nn/__init__.py",
     "nn/base.py",
+    "pipelines/__init__.py",  # BRANCHES: which transformer copies are quantized and calibrated
 )
 
 
