@@ -2,9 +2,12 @@
 
 Each case is a planted fault or a no-op control: something with a ``name`` and an ``inject()`` context manager
 (e.g. :class:`quantkit.faults.Fault`) inside which the affected variants' code, and so their image cache keys,
-differ from main. For each case both modes run from an empty image cache, as a CI runner would: (a) a full study of
-the profile's gates, (b) ``--baseline`` + ``--sequential`` against the baseline saved from the unfaulted tree. Both
-must reach the same verdict; (b) should cost a fraction of (a)'s images.
+differ from main. For each case: (a) a full study of the profile's gates, whose cost is every image of the study
+(what a CI runner with an empty cache generates); its verdict is computed on main's warm cache, where an image whose
+key is unchanged is the very image a cold run would make, so only the affected variants are generated again; (b)
+``--baseline`` + ``--sequential`` against the baseline saved from the unfaulted tree, from an empty image cache as a
+CI runner would, counting the images it really generates. Both must reach the same verdict; (b) should cost a
+fraction of (a)'s images.
 """
 
 from __future__ import annotations
@@ -60,21 +63,22 @@ def measure(
     work_dir: str | Path | None = None,
 ) -> list[CaseCost]:
     """Both modes on every case; ``config`` is the :class:`~quantkit.study.StudyConfig` the baseline was saved
-    with (its cache folder is replaced by a fresh one per run, under ``work_dir``)."""
+    with, its cache folder warm with main's images (the gated runs get a fresh one each, under ``work_dir``)."""
     from quantkit.study import Study
 
     baseline = load_baseline(baseline_dir)
     costs = []
     with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
         for index, case in enumerate(cases):
-            fresh = [str(Path(scratch) / f"{index}-{mode}") for mode in ("full", "gated")]
             with case.inject():
                 start = time.perf_counter()
-                full = Study(dataclasses.replace(config, cache_dir=fresh[0]), progress=False)
+                full = Study(config, progress=False)
                 table = full.score_all()
                 verdict = profile.evaluate(table, allow_skip=allow_skip, n_resamples=n_resamples)
                 full_seconds = time.perf_counter() - start
-                gated = Study(dataclasses.replace(config, cache_dir=fresh[1]), progress=False)
+                gated = Study(
+                    dataclasses.replace(config, cache_dir=str(Path(scratch) / f"{index}-gated")), progress=False
+                )
                 outcome = run_gated(
                     gated,
                     profile,
@@ -88,7 +92,7 @@ def measure(
                 CaseCost(
                     name=case.name,
                     full_passed=verdict.failed == 0,
-                    full_images=full.cache.stored,
+                    full_images=len(config.variants) * len(full.prompts),  # a full study from an empty cache
                     full_seconds=full_seconds,
                     gated_passed=outcome.failed == 0,
                     gated_images=outcome.images_generated,

@@ -43,7 +43,8 @@ class Q8Fault:
             return dataclasses.replace(packed, data=blocks.reshape(packed.data.shape))
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(cached, "quantizer_version", lambda v=None: version(v) + ("+" if v == "q8_0" else ""))
+            salted = lambda v=None: version(v) + (f"+{self.name}" if v == "q8_0" else "")  # noqa: E731
+            patch.setattr(cached, "quantizer_version", salted)
             if self.scale is not None:
                 patch.setattr(q8_0, "quantize", buggy)
             yield
@@ -55,7 +56,7 @@ def test_faults_and_a_control_get_the_same_verdict_both_ways_for_fewer_images(tm
     main.score_all()
     baseline = save_baseline(main, tmp_path / "baseline")
     cases = [Q8Fault("q8_0 scale x1.5", 1.5), Q8Fault("no-op q8_0 edit", None)]
-    costs = measure(cases, CONFIG, load_profile("tiny"), baseline, n_resamples=1000, allow_skip=SKIPS)
+    costs = measure(cases, main.config, load_profile("tiny"), baseline, n_resamples=1000, allow_skip=SKIPS)
     print("\n" + summary(costs))
     fault, control = costs
     assert all(c.agree for c in costs)
