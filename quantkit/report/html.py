@@ -110,7 +110,11 @@ def _ocr_markdown(ocr: Mapping[str, Mapping[str, float]]) -> str:
 
 def pareto_png(cells: Mapping[str, Mapping[str, Cell]], facts: Mapping[str, VariantFacts]) -> bytes | None:
     """Quality (the first measured metric of PARETO_METRIC_ORDER) against on-disk size, one point per variant."""
-    figure = pareto_figure(cells, facts)
+    return figure_png(pareto_figure(cells, facts))
+
+
+def figure_png(figure: Any) -> bytes | None:
+    """A matplotlib figure as PNG bytes (None for no figure), the figure closed so a long run does not keep it."""
     if figure is None:
         return None
     import matplotlib.pyplot as plt

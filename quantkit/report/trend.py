@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from quantkit.history import Point
 from quantkit.metrics.catalog import label
+from quantkit.report.html import figure_png
 
 MIN_RUNS = 2  # one run is a point, not a trend
 
@@ -16,15 +16,7 @@ MIN_RUNS = 2  # one run is a point, not a trend
 def trend_png(series: Mapping[tuple[str, str], Sequence[Point]]) -> bytes | None:
     """One panel per metric, one line per variant, runs in order on the x axis (labelled by commit); None when no
     series has two runs."""
-    figure = trend_figure(series)
-    if figure is None:
-        return None
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(trend_figure(series))
 
 
 def trend_figure(series: Mapping[tuple[str, str], Sequence[Point]]) -> Any:
