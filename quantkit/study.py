@@ -243,7 +243,10 @@ class Study:
     @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
     def calibration(self) -> tuple[CalibrationStats, str]:
         """(statistics, identity): activation statistics of the FP8 source over the set's calibration split, every
-        denoising step, both branches; the identity hashes the prompts, the settings and the statistics themselves.
+        denoising step, both branches; the identity hashes what the statistics are computed from (source weights,
+        quantizer and generation code, runtime, sampler, resolution, prompts), as an image key does. Not the file:
+        safetensors writes its metadata in hash-map order, so two recordings of the same statistics differ in bytes,
+        and every fresh runner would get new INT8 image keys.
 
         The calibration split (:func:`quantkit.prompts.benchmark.calibration_split`) is fixed per prompt set and
         never evaluated, so every shard, subset and prompt order builds the same INT8 model.
@@ -269,7 +272,7 @@ class Study:
         path = self.cache.root / "calibration" / f"{key}.safetensors"
         if path.is_file():
             try:
-                return CalibrationStats.load(path), f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+                return CalibrationStats.load(path), key
             except CheckpointError as err:  # a damaged cache entry is recomputed, never used
                 log.warning("calibration cache: %s; recomputing", err)
         with _progress(self.progress, len(prompts), "calibrate int8") as bar:
@@ -277,7 +280,7 @@ class Study:
                 source, prompts, self.sampler, resolution=self.config.resolution, progress=lambda: bar.update()
             )
         stats.save(path)
-        return stats, f"{key}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        return stats, key
 
     # -- images ---------------------------------------------------------------------------------------------------
     def images(self, name: str) -> dict[str, GeneratedImage]:

@@ -148,7 +148,8 @@ class CalibrationStats:
         write_bytes(path, self.to_bytes())
 
     def to_bytes(self) -> bytes:
-        """The safetensors serialisation (deterministic: safetensors sorts tensors by name)."""
+        """The safetensors serialisation. Not byte-reproducible: safetensors sorts tensors by name but writes the
+        metadata in hash-map order, so identify statistics by their inputs (``Study.calibration``), not by these."""
         tensors = {
             _SEP.join((branch, name, field)): getattr(stats, field).contiguous()
             for branch, layers in self.branches.items()

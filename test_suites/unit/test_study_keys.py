@@ -53,6 +53,13 @@ def test_nothing_changed_misses_nothing(base):
     assert _missed(keys, _keys(Study(study.config, progress=False))) == []
 
 
+def test_a_runner_with_an_empty_cache_recalibrates_to_the_same_keys(base, tmp_path):
+    """What makes an unchanged pull request cost 0 images: main's runner and the branch's calibrate separately."""
+    _, keys = base
+    fresh = Study(_config(tmp_path / "fresh-cache"), progress=False)
+    assert _missed(keys, _keys(fresh)) == []
+
+
 def test_another_calibration_misses_only_the_int8_images(base):
     study, keys = base
     recalibrated = Study(_config(study.config.cache_dir, calibration_prompts=2), progress=False)
