@@ -66,7 +66,9 @@ def installed_version(package: str) -> str | None:
 
 @functools.cache
 def cpu() -> dict[str, Any]:
-    """Vendor, model, torch's dispatch level and the dispatch-relevant ISA flags of this machine's CPU."""
+    """Vendor, model, torch's dispatch level, the dispatch-relevant ISA flags of this machine's CPU and torch's
+    intra-op thread count (parallel reductions split by thread: the same CPU with 1 thread instead of 2 moves
+    pixels by a level)."""
     info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
@@ -82,6 +84,7 @@ def cpu() -> dict[str, Any]:
         "model": info.get("model name", platform.machine()),
         "torch_dispatch": _torch_dispatch(),
         "flags": [flag for flag in DISPATCH_FLAGS if flag in flags],
+        "threads": _torch_threads(),
     }
 
 
@@ -91,6 +94,14 @@ def _torch_dispatch() -> str | None:
     except ImportError:
         return None
     return torch.backends.cpu.get_cpu_capability()
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 def pins(lock_text: str) -> dict[str, str]:
@@ -154,6 +165,8 @@ def differences(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     if old_flags != new_flags:
         moved = [f"+{f}" for f in sorted(new_flags - old_flags)] + [f"-{f}" for f in sorted(old_flags - new_flags)]
         changes.append("CPU flags " + " ".join(moved))
+    if "threads" in old_cpu and old_cpu["threads"] != new_cpu.get("threads"):  # sets recorded before: not known
+        changes.append(f"torch threads {old_cpu['threads']} → {new_cpu.get('threads')}")
     if recorded.get("python") != current.get("python"):
         changes.append(f"python {recorded.get('python')} → {current.get('python')}")
     return changes

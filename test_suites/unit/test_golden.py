@@ -125,8 +125,18 @@ def test_in_the_recording_environment_a_golden_check_is_exact(recorded):
 def test_the_manifest_records_versions_cpu_dispatch_and_the_lock(recorded):
     recorded_env = golden.load_manifest(recorded)["environment"]
     assert recorded_env["packages"]["torch"] and recorded_env["packages"]["diffusers"]
-    assert {"vendor", "model", "torch_dispatch", "flags"} <= recorded_env["cpu"].keys()
+    assert {"vendor", "model", "torch_dispatch", "flags", "threads"} <= recorded_env["cpu"].keys()
     assert "lock_sha256" in recorded_env
+
+
+def test_another_torch_thread_count_is_another_environment(recorded):
+    """Parallel reductions split by thread, so the exact check holds only for the recorded thread count."""
+    current = json.loads(json.dumps(golden.load_manifest(recorded)["environment"]))
+    current["cpu"]["threads"] += 1
+    check = golden.compare(recorded, {"a": noise_image(1), "b": shifted_by(1)}, current=current)
+    assert check.passed and check.changes == (
+        f"torch threads {current['cpu']['threads'] - 1} → {current['cpu']['threads']}",
+    )
 
 
 def test_elsewhere_a_golden_check_allows_the_declared_tolerance_and_says_what_changed(recorded):
