@@ -3,11 +3,11 @@
 Each case is a planted fault or a no-op control: something with a ``name`` and an ``inject()`` context manager
 (e.g. :class:`quantkit.faults.Fault`) inside which the affected variants' code, and so their image cache keys,
 differ from main. For each case: (a) a full study of the profile's gates, whose cost is every image of the study
-(what a CI runner with an empty cache generates); its verdict is computed on main's warm cache, where an image whose
-key is unchanged is the very image a cold run would make, so only the affected variants are generated again; (b)
-``--baseline`` + ``--sequential`` against the baseline saved from the unfaulted tree, from an empty image cache as a
-CI runner would, counting the images it really generates. Both must reach the same verdict; (b) should cost a
-fraction of (a)'s images.
+plus INT8's calibration prompts (what a CI runner with an empty cache generates); its verdict is computed on main's
+warm cache, where an image whose key is unchanged is the very image a cold run would make, so only the affected
+variants are generated again; (b) ``--baseline`` + ``--sequential`` against the baseline saved from the unfaulted
+tree, from an empty image cache as a CI runner would, counting the images it really generates, calibration
+included. Both must reach the same verdict; (b) should cost a fraction of (a)'s images.
 """
 
 from __future__ import annotations
@@ -92,16 +92,24 @@ def measure(
                 CaseCost(
                     name=case.name,
                     full_passed=verdict.failed == 0,
-                    full_images=len(config.variants) * len(full.prompts),  # a full study from an empty cache
+                    full_images=_full_cost(full),
                     full_seconds=full_seconds,
                     gated_passed=outcome.failed == 0,
-                    gated_images=outcome.images_generated,
+                    gated_images=outcome.images_generated + outcome.calibration_images,
                     gated_prompts=outcome.prompts_used,
                     gated_seconds=outcome.seconds,
                     status=outcome.status,
                 )
             )
     return costs
+
+
+def _full_cost(study: Any) -> int:
+    """What a full study generates from an empty cache: every variant's image of every prompt, plus the calibration
+    prompts when a variant is calibrated (INT8)."""
+    config = study.config
+    calibrates = any(study.calibrates(name) for name in config.variants)
+    return len(config.variants) * len(study.prompts) + (config.calibration_prompts if calibrates else 0)
 
 
 def summary(costs: list[CaseCost]) -> str:

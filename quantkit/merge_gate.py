@@ -29,6 +29,7 @@ class Outcome:
     profile: GateResults
     baseline: GateResults | None  # None without a baseline or when no variant changed
     images_generated: int
+    calibration_images: int  # prompts generated to calibrate INT8 (0 when unchanged or cached)
     prompts_used: int
     prompts_total: int
     seconds: float
@@ -44,8 +45,8 @@ class Outcome:
             if results is not None:
                 out += [f"{s.upper():7s} {message}" for s, message in results.lines] + [results.summary()]
         out.append(
-            f"images generated: {self.images_generated}; prompts used: {self.prompts_used} of {self.prompts_total}; "
-            f"{self.seconds:.1f} s"
+            f"images generated: {self.images_generated} (+{self.calibration_images} to calibrate); "
+            f"prompts used: {self.prompts_used} of {self.prompts_total}; {self.seconds:.1f} s"
         )
         return out
 
@@ -84,6 +85,7 @@ def run_gated(
         profile=results,
         baseline=judged,
         images_generated=study.cache.stored,
+        calibration_images=study.calibration_images,
         prompts_used=used,
         prompts_total=len(every),
         seconds=time.perf_counter() - start,

@@ -181,6 +181,7 @@ class Study:
         self._variants: dict[str, Variant] = {}
         self._images: dict[str, dict[str, GeneratedImage]] = {}
         self.table = ScoreTable()
+        self.calibration_images = 0  # prompts generated to calibrate (0 when read from the cache): a run's cost
 
     # -- inputs ---------------------------------------------------------------------------------------------------
     @functools.cached_property
@@ -234,31 +235,35 @@ class Study:
 
     def _build(self, name: str) -> Variant:
         recipe = recipe_for(name)
-        pipe = self._load_pipeline()
         if isinstance(recipe, Recipe) and recipe.needs_calibration:
             stats, identity = self.calibration()
+            pipe = self._source_pipeline(take=True)
             return Variant(name, recipe, pipe, apply_recipe(pipe, recipe, stats), calibration=identity)
+        pipe = self._source_pipeline(take=True)
         return Variant(name, recipe, pipe, apply_recipe(pipe, recipe))
 
-    @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
-    def calibration(self) -> tuple[CalibrationStats, str]:
-        """(statistics, identity): activation statistics of the FP8 source over the set's calibration split, every
-        denoising step, both branches; the identity hashes what the statistics are computed from (source weights,
-        quantizer and generation code, runtime, sampler, resolution, prompts), as an image key does. Not the file:
-        safetensors writes its metadata in hash-map order, so two recordings of the same statistics differ in bytes,
-        and every fresh runner would get new INT8 image keys.
+    def _source_pipeline(self, *, take: bool = False) -> Ideogram4Pipeline:
+        """An unquantized pipeline: what image keys are computed on before (or without) building a variant.
+        ``take`` hands it over to be quantized (the next caller loads another), so keys cost no extra load."""
+        pipe = self.__dict__.pop("_unquantized", None) or self._load_pipeline()
+        if not take:
+            self.__dict__["_unquantized"] = pipe
+        return pipe
 
-        The calibration split (:func:`quantkit.prompts.benchmark.calibration_split`) is fixed per prompt set and
-        never evaluated, so every shard, subset and prompt order builds the same INT8 model.
-        """
-        from quantkit.calibrate.run import calibrate_pipeline
-        from quantkit.calibrate.stats import CalibrationStats
+    def calibrates(self, name: str) -> bool:
+        recipe = recipe_for(name)
+        return isinstance(recipe, Recipe) and recipe.needs_calibration
+
+    @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
+    def calibration_key(self) -> str:
+        """The identity of this study's INT8 calibration: a hash of what the statistics are computed from (source
+        weights, quantizer and generation code, runtime, sampler, resolution, prompts), as an image key is, so it is
+        known without calibrating. Not the statistics file's bytes: safetensors writes its metadata in hash-map
+        order, so two recordings of the same statistics differ, and every fresh runner would get new INT8 keys."""
         from quantkit.generation import generation_code_version, pipeline_weights_hash, quantizer_version
         from quantkit.pipelines.ideogram4 import runtime_fingerprint
-        from quantkit.prompts.benchmark import load_benchmark
 
-        prompts = load_benchmark(self.config.prompts, split="calibration")[: self.config.calibration_prompts]
-        source = self._load_pipeline()
+        source = self._source_pipeline()
         inputs = {
             "weights": pipeline_weights_hash(source, self.cache),
             "quantizer": quantizer_version("int8_w8a8"),
@@ -266,19 +271,40 @@ class Study:
             "runtime": runtime_fingerprint(source),
             "sampler": self.sampler.to_dict(),
             "resolution": list(self.config.resolution),
-            "prompts": [(p.id, p.caption, p.seed) for p in prompts],
+            "prompts": [(p.id, p.caption, p.seed) for p in self._calibration_prompts()],
         }
-        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+    def _calibration_prompts(self) -> list[Prompt]:
+        from quantkit.prompts.benchmark import load_benchmark
+
+        return load_benchmark(self.config.prompts, split="calibration")[: self.config.calibration_prompts]
+
+    @functools.cache  # noqa: B019 - one calibration per study object, which lives for the run
+    def calibration(self) -> tuple[CalibrationStats, str]:
+        """(statistics, :meth:`calibration_key`): activation statistics of the FP8 source over the set's calibration
+        split, every denoising step, both branches, from the cache when recorded before.
+
+        The calibration split (:func:`quantkit.prompts.benchmark.calibration_split`) is fixed per prompt set and
+        never evaluated, so every shard, subset and prompt order builds the same INT8 model.
+        """
+        from quantkit.calibrate.run import calibrate_pipeline
+        from quantkit.calibrate.stats import CalibrationStats
+
+        key = self.calibration_key()
         path = self.cache.root / "calibration" / f"{key}.safetensors"
         if path.is_file():
             try:
                 return CalibrationStats.load(path), key
             except CheckpointError as err:  # a damaged cache entry is recomputed, never used
                 log.warning("calibration cache: %s; recomputing", err)
+        prompts = self._calibration_prompts()
+        source = self._load_pipeline()
         with _progress(self.progress, len(prompts), "calibrate int8") as bar:
             stats = calibrate_pipeline(
                 source, prompts, self.sampler, resolution=self.config.resolution, progress=lambda: bar.update()
             )
+        self.calibration_images += len(prompts)
         stats.save(path)
         return stats, key
 
@@ -304,16 +330,17 @@ class Study:
         return self._images[name]
 
     def image_keys(self, name: str) -> dict[str, ImageKey]:
-        """prompt id -> the cache key of variant ``name``'s image, without generating (what a rerun would look up)."""
+        """prompt id -> the cache key of variant ``name``'s image, without generating (what a rerun would look up),
+        calibrating or quantizing: a merge gate asks this of every variant and builds only the changed ones."""
         from quantkit.generation import image_keys
 
-        variant = self.variant(name)
+        built = self._variants.get(name)
         keys = image_keys(
-            variant.pipeline,
+            built.pipeline if built else self._source_pipeline(),
             self.prompts,
             self.sampler,
-            recipe=variant.recipe,
-            calibration=variant.calibration,
+            recipe=built.recipe if built else recipe_for(name),
+            calibration=built.calibration if built else self.calibration_key() if self.calibrates(name) else "",
             resolution=self.config.resolution,
             cache=self.cache,
         )

@@ -189,6 +189,7 @@ def _run_gated(args: argparse.Namespace, study: Any, profile: Any, allow_skip: t
             "status": outcome.status,
             "failed": outcome.failed,
             "images_generated": outcome.images_generated,
+            "calibration_images": outcome.calibration_images,
             "prompts_used": outcome.prompts_used,
             "prompts_total": outcome.prompts_total,
             "seconds": outcome.seconds,

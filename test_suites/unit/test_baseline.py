@@ -1,11 +1,11 @@
 """Baseline mode: main's image keys, pixels and scores saved once; a branch regenerates only what changed.
 
-A small study (FP8 and Q8_0, PSNR and SSIM, 2 prompts) is saved as main's baseline once per module. From a fresh
-image cache ("a clean tree"), a run against it with nothing changed generates no image and reports every variant
-unchanged; a planted Q8_0 scale fault (its code, and so its cache keys, differ) regenerates only Q8_0 and fails its
-baseline fidelity gate; a change of key that leaves the pixels alone regenerates Q8_0, finds its images identical and
-reports it unchanged without scoring (these two regenerate images: ``-m slow``). A damaged or mismatched baseline
-is a one-line error.
+A small study (FP8, INT8 and Q8_0, PSNR and SSIM, 2 prompts) is saved as main's baseline once per module. From a
+fresh image cache ("a clean tree"), a run against it with nothing changed generates no image, calibrates nothing
+and reports every variant unchanged; a planted Q8_0 scale fault (its code, and so its cache keys, differ)
+regenerates only Q8_0 and fails its baseline fidelity gate; a change of key that leaves the pixels alone regenerates
+Q8_0, finds its images identical and reports it unchanged without scoring (these two regenerate images:
+``-m slow``). A damaged or mismatched baseline is a one-line error.
 """
 
 import dataclasses
@@ -25,7 +25,7 @@ from quantkit.profiles import load_profile
 from quantkit.study import Study, StudyConfig
 
 SKIPS = ("variant not run", "metric not requested")  # the tiny profile gates variants and metrics this run leaves out
-CONFIG = StudyConfig(variants=("fp8", "q8_0"), metrics=("psnr", "ssim"), prompt_limit=2)
+CONFIG = StudyConfig(variants=("fp8", "int8_w8a8", "q8_0"), metrics=("psnr", "ssim"), prompt_limit=2)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +65,14 @@ def q8_0_scale_fault(monkeypatch, q8_0_key_changed):
 
 
 def test_an_unchanged_tree_generates_no_image_and_reports_every_variant_unchanged(main_baseline, tmp_path):
-    args = ["study", "--variants", "fp8,q8_0", "--metrics", "psnr,ssim", "--prompt-limit", "2", "--quiet"]
+    args = ["study", "--variants", "fp8,int8_w8a8,q8_0", "--metrics", "psnr,ssim", "--prompt-limit", "2", "--quiet"]
     args += ["--n-resamples", "1000", "--cache", str(tmp_path / "fresh-cache"), "--out", str(tmp_path / "out")]
     args += [x for reason in SKIPS for x in ("--allow-skip", reason)]
     assert main([*args, "--baseline", str(main_baseline)]) == 0
     result = json.loads((tmp_path / "out" / "merge-gate.json").read_text())
-    assert result["status"] == {"fp8": UNCHANGED, "q8_0": UNCHANGED}
-    assert result["images_generated"] == 0 and result["prompts_used"] == 0
-    assert "images generated: 0; prompts used: 0 of 2" in result["lines"][-1]
+    assert result["status"] == {"fp8": UNCHANGED, "int8_w8a8": UNCHANGED, "q8_0": UNCHANGED}
+    assert result["images_generated"] == 0 and result["calibration_images"] == 0 and result["prompts_used"] == 0
+    assert "images generated: 0 (+0 to calibrate); prompts used: 0 of 2" in result["lines"][-1]
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def test_a_planted_q8_0_fault_regenerates_only_q8_0_and_fails_its_baseline_gate(
     outcome = run_gated(
         _study(tmp_path), load_profile("tiny"), load_baseline(main_baseline), n_resamples=1000, allow_skip=SKIPS
     )
-    assert outcome.status == {"fp8": UNCHANGED, "q8_0": CHANGED}
+    assert outcome.status == {"fp8": UNCHANGED, "int8_w8a8": UNCHANGED, "q8_0": CHANGED}
     assert outcome.images_generated == 2  # Q8_0's two prompts; FP8's images come from the baseline
     failed = [v for v in outcome.baseline.verdicts if not v.passed]
     assert {(v.gate.metric, v.gate.variant) for v in failed} == {("psnr", "q8_0"), ("ssim", "q8_0")}
@@ -94,7 +94,7 @@ def test_a_planted_q8_0_fault_regenerates_only_q8_0_and_fails_its_baseline_gate(
 def test_a_key_change_that_keeps_the_pixels_is_unchanged_without_scoring(main_baseline, tmp_path, q8_0_key_changed):
     study = _study(tmp_path)
     outcome = run_gated(study, load_profile("tiny"), load_baseline(main_baseline), n_resamples=1000, allow_skip=SKIPS)
-    assert outcome.status == {"fp8": UNCHANGED, "q8_0": UNCHANGED}
+    assert outcome.status == {"fp8": UNCHANGED, "int8_w8a8": UNCHANGED, "q8_0": UNCHANGED}
     assert outcome.images_generated == 2
     assert outcome.baseline is None and outcome.failed == 0
     scored = list((study.cache.root / "scores").rglob("*.json"))

@@ -108,3 +108,14 @@ def test_every_shard_and_prompt_order_builds_the_same_int8_model(tmp_path):
     shards = [_int8_weights_hash(StudyConfig(**config, shard=(i, 2), cache_dir=str(tmp_path / "ci"))) for i in (1, 2)]
     flipped = _int8_weights_hash(StudyConfig(**config, prompts=str(reordered), cache_dir=str(tmp_path / "fresh")))
     assert shards == [whole, whole] and flipped == whole
+
+
+def test_keys_are_known_without_calibrating_or_quantizing_and_are_the_keys_images_are_stored_under(tmp_path):
+    """A merge gate asks every variant's keys and builds only the changed ones: asking must not calibrate INT8
+    (minutes of generation on real weights), and must give exactly the keys the generated images carry."""
+    study = Study(_config(tmp_path / "cache"), progress=False)
+    asked = _keys(study)
+    assert study.calibration_images == 0 and not study._variants
+    for name in VARIANTS:
+        assert {pid: g.key for pid, g in study.images(name).items()} == asked[name]
+    assert study.calibration_images == 1  # calibration_prompts=1, calibrated once for INT8's images
