@@ -111,11 +111,6 @@ CATALOGUE_CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 17 target not met yet: measured 2026-12-02, all 13 verdicts agree but 240 of 650 images (0.369): "
-    "every gated run from an empty cache regenerates 10 images even for the unchanged tree (found byte-identical)",
-    strict=True,
-)
 def test_the_catalogue_gets_the_same_verdicts_for_a_quarter_of_the_images(tmp_path):
     """Issue 17's cost per decision on the default study (tiny, 10 prompts, every default variant, the tiny profile):
     seven planted faults of the catalogue outside the reference and six no-op controls, each judged by a full study
