@@ -4,11 +4,12 @@ through the same profile run, tabulated as caught or not, by which check, with i
 A *profile run* is what a merge gate does: the study's scores evaluated against the gate profile, plus the golden
 checks that bound the harness itself: the reference's images against the golden set (pixel-exact in the recording
 environment), the reference's scores against the golden scores (when the images are exact), the codecs' golden
-bytes (:mod:`quantkit.codec_digests`), and a fidelity score of "identical" only for identical images. A fault is
-*caught* when any of these fails (or the run raises); a control is a *false alarm* when any fails. Controls change
-nothing a result should depend on: a rerun from the warm cache with another bootstrap seed, a cold cache, the
-prompts in another order, the prompt set sharded and the shards' scores merged, and the gate suites under
-pytest-xdist.
+bytes (:mod:`quantkit.codec_digests`), the layers' and the text metric's contracts (:mod:`quantkit.contracts`),
+INT8's golden plan (:mod:`quantkit.int8_plan`), and a fidelity score of "identical" only for identical images. A
+fault is *caught* when any of these fails (or the run raises); a control is a *false alarm* when any fails.
+Controls change nothing a result should depend on: a rerun from the warm cache with another bootstrap seed, a cold
+cache, the prompts in another order, the prompt set sharded and the shards' scores merged, and the gate suites
+under pytest-xdist.
 
 All runs share one image cache, so a fault regenerates only its own variants' images (its code identity is salted).
 Results are written after every run (JSON, Markdown, HTML in ``out``), so an interrupted sweep keeps what it measured.
@@ -148,14 +149,17 @@ def _ran(sweep: Sweep, name: str) -> bool:
 
 def profile_run(study: Any, profile: Any, *, n_resamples: int, seed: int = 0, exhaustive: bool = False) -> RunResult:
     """(the failed checks, images generated) of checking ``study`` as a merge gate would, cheapest check first:
-    the codecs' golden bytes (no image), the reference against its golden images and scores (reference images
-    only), then the profile's gates (every variant). Unless ``exhaustive``, the first failing stage ends the run: a
+    the codecs' golden bytes and the layers' and text metric's contracts (no image), the reference against its
+    golden images and scores (reference images only), INT8's plan against the golden plan (calibration only), then
+    the profile's gates (every variant). Unless ``exhaustive``, the first failing stage ends the run: a
     merge gate stops there, and a sweep stays affordable."""
-    from quantkit import codec_digests
+    from quantkit import codec_digests, contracts, int8_plan
 
-    failed, table = [line.split(":")[0] for line in codec_digests.check()], None
+    failed, table = [line.split(":")[0] for line in codec_digests.check() + contracts.check()], None
     if not failed or exhaustive:
         failed += _golden_problems(study, profile)
+    if not failed or exhaustive:
+        failed += [line.split(":")[0] for line in int8_plan.problems(study)]
     if not failed or exhaustive:
         table = study.score_all()
         failed += _identity_problems(study)
@@ -241,10 +245,10 @@ class _Reordered:
 
 def _sharded(config: Any, profile: Any, shards: int, n_resamples: int, seed: int) -> RunResult:
     """Score each of ``shards`` shards on its own, merge the tables, check the merged table."""
-    from quantkit import codec_digests
+    from quantkit import codec_digests, contracts, int8_plan
     from quantkit.study import Study
 
-    table, generated = None, 0
+    table, generated, part = None, 0, None
     for index in range(1, shards + 1):
         part = Study(dataclasses.replace(config, shard=(index, shards)), progress=False)
         scored = part.score_all()
@@ -253,7 +257,7 @@ def _sharded(config: Any, profile: Any, shards: int, n_resamples: int, seed: int
     results = profile.evaluate(table, n_resamples=n_resamples, seed=seed)
     failed = [v.gate.describe() for v in results.verdicts if not v.passed]
     failed += [f"skip refused: {s.gate['metric']} {s.gate['variant']}" for s in results.skipped if not s.allowed]
-    failed += [line.split(":")[0] for line in codec_digests.check()]
+    failed += [line.split(":")[0] for line in codec_digests.check() + contracts.check() + int8_plan.problems(part)]
     return RunResult(tuple(failed), generated, table)
 
 

@@ -1,4 +1,5 @@
-"""``quantkit golden record | verify | update``: the frozen reference images and scores of a model profile.
+"""``quantkit golden record | verify | update | recipes | plan``: the frozen reference images and scores of a model
+profile, the published recipes, and the default study's INT8 plan.
 
 A shell over :mod:`quantkit.golden`: the configuration is the study's (:meth:`StudyConfig.for_model`), except that
 a golden set holds every prompt of its source unless ``--prompt-limit`` says otherwise, and runs on the CPU unless
@@ -47,6 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = verbs.add_parser("recipes", help="check the published recipes against golden/recipes.json")
     sub.add_argument("--update", action="store_true", help="rewrite the golden on purpose (say why in the commit)")
     sub.set_defaults(run=run_recipes)
+    sub = verbs.add_parser("plan", help="compare the default study's INT8 plan with its golden copy (golden/plans)")
+    sub.add_argument("--update", action="store_true", help="rewrite the golden plan on purpose (say why in the commit)")
+    _add_model_options(sub)
+    sub.set_defaults(run=run_plan)
     sub = verbs.add_parser(
         "verify", help="check golden sets' files against their manifests (default: every recorded set)"
     )
@@ -95,6 +100,26 @@ def run_recipes(args: argparse.Namespace) -> int:
         return 1
     print(f"{published.GOLDEN}: the published recipes match")
     return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from quantkit import int8_plan
+    from quantkit.study import Study
+
+    overrides = {"device": args.device, "offload": args.offload}
+    if args.cache:
+        overrides["cache_dir"] = str(args.cache)
+    study = Study(StudyConfig.for_model(args.model, **overrides))
+    if args.update:
+        print(f"wrote {int8_plan.record(study)}")
+        return 0
+    path = int8_plan.golden_path(study.config)
+    if not path.is_file():
+        print(f"no golden INT8 plan at {path}: record it with quantkit golden plan --update", file=sys.stderr)
+        return 1
+    problems = int8_plan.problems(study)
+    print("\n".join(problems) if problems else f"{path}: the INT8 plan matches", file=sys.stderr if problems else None)
+    return 1 if problems else 0
 
 
 def run(args: argparse.Namespace) -> int:
