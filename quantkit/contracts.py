@@ -100,13 +100,13 @@ def text_problems() -> list[str]:
     from quantkit.metrics import ocr
 
     problems = [
-        f"text normalise({text!r}) = {ocr.normalise(text)!r}, documented {expected!r}"
+        f"text normalise: normalise({text!r}) = {ocr.normalise(text)!r}, documented {expected!r}"
         for text, expected in NORMALISED
         if ocr.normalise(text) != expected
     ]
     (match,) = ocr.match_elements(ocr.normalise("GRAND Opening today"), ["grand opening"])
     if not match.exact:
-        problems.append(f"text match of 'grand opening' in 'GRAND Opening today': ned {match.ned:.3f}, documented 0")
+        problems.append(f"text match:  'grand opening' in 'GRAND Opening today': ned {match.ned:.3f}, documented 0")
     return problems
 
 

@@ -122,18 +122,18 @@ def compare(plan: Plan, golden: Plan) -> list[str]:
     if moved:
         first = moved[0]
         found.append(
-            f"int8 plan: {len(moved)} linear(s) treated otherwise, e.g. {first} "
+            f"int8 plan linears: {len(moved)} linear(s) treated otherwise, e.g. {first} "
             f"{golden.layers.get(first, 'absent')} -> {plan.layers.get(first, 'absent')}"
         )
     if plan.steps != golden.steps:
-        found.append(f"int8 plan: calibrated steps {plan.steps}, golden {golden.steps}")
+        found.append(f"int8 plan steps: calibrated steps {plan.steps}, golden {golden.steps}")
     unmatched = sorted(
         n
         for n in golden.smoothing.keys() | plan.smoothing.keys()
         if n not in golden.smoothing or n not in plan.smoothing or golden.smoothing[n].shape != plan.smoothing[n].shape
     )
     if unmatched:
-        found.append(f"int8 plan: {len(unmatched)} smoothing vector(s) added, dropped or reshaped, e.g. {unmatched[0]}")
+        found.append(f"int8 plan smoothing: {len(unmatched)} vector(s) added, dropped or reshaped, e.g. {unmatched[0]}")
     errors = {
         name: float(((plan.smoothing[name].double() - old.double()).abs() / old.double().abs()).max())
         for name, old in golden.smoothing.items()
@@ -142,7 +142,7 @@ def compare(plan: Plan, golden: Plan) -> list[str]:
     worst = max(errors, key=errors.__getitem__, default=None)
     if worst is not None and errors[worst] > SMOOTHING_TOLERANCE:
         found.append(
-            f"int8 plan: smoothing of {worst} off the golden by {errors[worst]:.1e} (allowed {SMOOTHING_TOLERANCE:.0e})"
+            f"int8 plan smoothing: {worst} off the golden by {errors[worst]:.1e} (allowed {SMOOTHING_TOLERANCE:.0e})"
         )
     return found
 

@@ -155,11 +155,11 @@ def profile_run(study: Any, profile: Any, *, n_resamples: int, seed: int = 0, ex
     merge gate stops there, and a sweep stays affordable."""
     from quantkit import codec_digests, contracts, int8_plan
 
-    failed, table = [line.split(":")[0] for line in codec_digests.check() + contracts.check()], None
+    failed, table = _labels(codec_digests.check() + contracts.check()), None
     if not failed or exhaustive:
         failed += _golden_problems(study, profile)
     if not failed or exhaustive:
-        failed += [line.split(":")[0] for line in int8_plan.problems(study)]
+        failed += _labels(int8_plan.problems(study))
     if not failed or exhaustive:
         table = study.score_all()
         failed += _identity_problems(study)
@@ -169,6 +169,11 @@ def profile_run(study: Any, profile: Any, *, n_resamples: int, seed: int = 0, ex
         if not results.verdicts:
             failed.append("no gate evaluated")
     return RunResult(tuple(failed), _generated(study), table)
+
+
+def _labels(problems: list[str]) -> list[str]:
+    """Each failed check once, by the label before its colon ("codec q4_k", "layer int8_w8a8", "int8 plan steps")."""
+    return list(dict.fromkeys(line.split(":")[0] for line in problems))
 
 
 def _generated(study: Any) -> int:
@@ -257,7 +262,7 @@ def _sharded(config: Any, profile: Any, shards: int, n_resamples: int, seed: int
     results = profile.evaluate(table, n_resamples=n_resamples, seed=seed)
     failed = [v.gate.describe() for v in results.verdicts if not v.passed]
     failed += [f"skip refused: {s.gate['metric']} {s.gate['variant']}" for s in results.skipped if not s.allowed]
-    failed += [line.split(":")[0] for line in codec_digests.check() + contracts.check() + int8_plan.problems(part)]
+    failed += _labels(codec_digests.check() + contracts.check() + int8_plan.problems(part))
     return RunResult(tuple(failed), generated, table)
 
 

@@ -39,4 +39,4 @@ def test_ocr_that_keeps_case_breaks_the_text_contract():
     with faults.CATALOGUE["ocr_case"].patch(1.0):
         broken = contracts.check()
     assert broken and all(line.startswith("text ") for line in broken)
-    assert "text normalise('OPEN') = 'OPEN', documented 'open'" in broken
+    assert "text normalise: normalise('OPEN') = 'OPEN', documented 'open'" in broken

@@ -29,8 +29,8 @@ def test_the_same_plan_has_no_problem_and_last_bit_noise_is_not_one():
     [
         ({"layers": {"transformer.a": "int8", "transformer.b": "int8"}}, "1 linear(s) treated otherwise"),
         ({"steps": {"transformer": 2, "unconditional_transformer": 8}}, "calibrated steps"),
-        ({"smoothing": {"transformer.a": torch.tensor([1.0, 2.0, 0.51])}}, "smoothing of transformer.a off the golden"),
-        ({"smoothing": {}}, "1 smoothing vector(s) added, dropped or reshaped"),
+        ({"smoothing": {"transformer.a": torch.tensor([1.0, 2.0, 0.51])}}, "smoothing: transformer.a off the golden"),
+        ({"smoothing": {}}, "1 vector(s) added, dropped or reshaped"),
     ],
 )
 def test_a_changed_decision_is_named(changes, message):
