@@ -46,3 +46,14 @@ def test_a_plan_reads_back_and_a_damaged_file_is_one_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(StoreError, match=r"cannot read the golden INT8 plan .* quantkit golden plan --update"):
         Plan.load(path)
+
+
+def test_the_plan_command_asks_for_a_golden_plan_records_one_and_then_finds_it_matching(tmp_path, monkeypatch, capsys):
+    from quantkit.cli import main
+
+    monkeypatch.setattr(int8_plan, "PLANS_DIR", tmp_path / "plans")
+    assert main(["golden", "plan"]) == 1
+    assert "no golden INT8 plan at" in capsys.readouterr().err
+    assert main(["golden", "plan", "--update"]) == 0
+    assert main(["golden", "plan"]) == 0
+    assert "the INT8 plan matches" in capsys.readouterr().out
