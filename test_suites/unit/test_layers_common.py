@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from quantkit import codecs
 from quantkit.errors import FormatError
 from quantkit.nn import FP8Linear, GGUFLinear, NF4Linear, W8A8Linear, layer_class
 
@@ -76,3 +77,13 @@ def test_from_linear_keeps_a_copy_of_the_bias_and_no_bias_stays_none(build):
     layer = build(linear)
     assert torch.equal(layer.bias, linear.bias.detach()) and layer.bias.data_ptr() != linear.bias.data_ptr()
     assert build(nn.Linear(64, 32, bias=False)).bias is None
+
+
+def test_a_layer_needs_a_two_dimensional_weight_and_a_bias_of_one_value_per_output():
+    """Both errors name the layer class, so a failing conversion says which layer refused what."""
+    with pytest.raises(FormatError, match=r"^W8A8Linear needs a 2-D \[out, in\] weight, got shape \(2, 4, 8\)$"):
+        W8A8Linear(codecs.quantize(torch.randn(2, 4, 8), "int8"))
+    packed = codecs.quantize(torch.randn(16, 32), "int8")
+    with pytest.raises(FormatError, match=r"^W8A8Linear: bias shape \(15,\) != \(16,\)$"):
+        W8A8Linear(packed, torch.zeros(15))
+    assert W8A8Linear(packed, torch.zeros(16)).bias.shape == (16,)

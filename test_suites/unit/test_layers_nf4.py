@@ -69,9 +69,53 @@ def test_on_cpu_rows_that_are_not_whole_blocks_never_reach_bitsandbytes_kernel()
     x = torch.randn(3, 96)
     assert layer.resolved_kernel(x) == "dequant"
     layer.kernel = "bnb"
-    with pytest.raises(FormatError, match=r"in_features \(96\) to be a multiple of the blocksize \(64\)"):
+    with pytest.raises(
+        FormatError,
+        match=r"in_features \(96\) to be a multiple of the blocksize \(64\): bitsandbytes' AVX-512 CPU dequantize "
+        r"reads the wrong block scales otherwise\. Use kernel='auto' or 'dequant' for this layer\.$",
+    ):
         layer(x)
     assert NF4Linear.from_linear(make_linear(k=128)).resolved_kernel(torch.randn(3, 128)) == "bnb"
+
+
+def test_from_linear_defaults_to_blocks_of_64_without_double_quantization_and_honours_a_blocksize():
+    layer = NF4Linear.from_linear(make_linear())
+    assert int(layer.weight_blocksize) == 64
+    assert layer.weight_scale.dtype == torch.float32  # plain absmaxes: no nested quantization
+    assert "weight_nested_absmax" not in layer.state_dict()
+    assert int(NF4Linear.from_linear(make_linear(), blocksize=128).weight_blocksize) == 128
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_quant_state_is_the_state_bitsandbytes_quantize_4bit_builds_for_the_same_weight(double_quant):
+    """The layer's buffers rebuilt as a QuantState must be the one ``bnb.functional.quantize_4bit`` returns, the
+    NF4 code and the nested 8-bit map included (``dequantize_4bit`` decodes with them)."""
+    linear = make_linear(k=128, n=32)
+    layer = NF4Linear.from_linear(linear, double_quant=double_quant)
+    codes, theirs = bnb.functional.quantize_4bit(
+        linear.weight.detach(), blocksize=64, quant_type="nf4", compress_statistics=double_quant
+    )
+    ours = layer.quant_state(torch.float32)
+    assert torch.equal(layer.weight, codes)
+
+    def fields(state, names=("absmax", "code", "offset", "blocksize", "quant_type", "dtype", "shape")):
+        values = {name: getattr(state, name) for name in names}
+        return {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+
+    assert fields(ours) == fields(theirs)
+    assert (ours.state2 is None) == (theirs.state2 is None) == (not double_quant)
+    if double_quant:
+        nested = ("absmax", "code", "blocksize", "dtype")
+        assert fields(ours.state2, nested) == fields(theirs.state2, nested)
+
+
+def test_dequantize_kernel_adds_the_bias_in_the_input_dtype():
+    layer = NF4Linear.from_linear(make_linear())
+    layer.kernel = "dequant"
+    x = torch.randn(4, 256, dtype=torch.bfloat16)
+    expected = nn.functional.linear(x, layer.dequantized_weight(torch.bfloat16), layer.bias.to(torch.bfloat16))
+    assert torch.equal(layer(x), expected)
+    assert not torch.equal(layer(x), nn.functional.linear(x, layer.dequantized_weight(torch.bfloat16)))
 
 
 def test_output_is_close_to_the_float_linear():
@@ -115,3 +159,14 @@ def test_cuda_bitsandbytes_kernel_matches_the_dequantize_path(double_quant):
     via_bnb = layer(x)
     layer.kernel = "dequant"
     torch.testing.assert_close(via_bnb, layer(x), rtol=2e-2, atol=2e-2)  # bf16 matmuls by different kernels
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_cuda_quant_state_lives_on_the_weight_device(double_quant):
+    """bitsandbytes' CUDA kernels read the NF4 code and the nested 8-bit map from the QuantState: on the GPU."""
+    layer = NF4Linear.from_linear(make_linear(), double_quant=double_quant).cuda()
+    state = layer.quant_state(torch.bfloat16)
+    assert state.code.device.type == state.absmax.device.type == "cuda"
+    if double_quant:
+        assert state.state2.code.device.type == state.state2.absmax.device.type == "cuda"
