@@ -60,6 +60,12 @@ def test_stratified_batches_put_every_category_in_every_batch():
     assert len(stratified_batches([*items, Item("d0", "d")], looks=3)) == 1
 
 
+def test_stratified_batches_of_no_items_are_one_empty_batch():
+    """With nothing to split there is a single look over nothing, not ``looks`` empty ones (nor an error)."""
+    assert stratified_batches([], looks=3) == [[]]
+    assert stratified_batches([]) == [[]]
+
+
 def _scores(diffs):
     ids = [f"p{i}" for i in range(len(diffs))]
     return {"v": {"clip": dict(zip(ids, diffs, strict=True))}, "r": {"clip": dict.fromkeys(ids, 0.0)}}
@@ -82,6 +88,24 @@ def test_an_unclear_gate_waits_for_the_last_look_and_gets_the_gate_s_own_verdict
     (verdict,) = run.look(_scores(diffs))
     assert run.done and run.decided_at == {0: 100}
     assert verdict.passed == (verdict.ci.low > -0.5)
+
+
+def test_undecided_is_every_gate_before_the_first_look_and_the_gates_still_open_after_it():
+    """The merge gate scores only the variants that undecided gates still read, so a decided gate must leave the
+    list and an open one stay (before any look: every gate of the profile, dicts turned into gates)."""
+    clear = {**HIGHER, "variant": "w"}
+    diffs = list(np.random.default_rng(2).normal(-0.45, 1.0, 100))
+    table = _scores(diffs[:50])
+    table["w"] = {"clip": {p: -3.0 + 0.1 * (i % 3) for i, p in enumerate(table["r"]["clip"])}}
+    run = SequentialGates([HIGHER, clear], [50, 100])
+    before = run.undecided()
+    assert [(g.variant, g.reference, g.kind, g.margin) for g in before] == [
+        ("v", "r", "non_inferior", 0.5),
+        ("w", "r", "non_inferior", 0.5),
+    ]
+    (verdict,) = run.look(table)
+    assert not verdict.passed and run.decided_at == {1: 50}
+    assert run.undecided() == [run.expanded[0]]
 
 
 def test_a_look_after_the_last_is_an_error():
