@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from quantkit.codecs import FORMATS, Packed, dequantize, quantize
+from quantkit.codecs import FORMATS, Packed, codec, dequantize, quantize
 from quantkit.codecs.base import run_in_chunks
 from quantkit.errors import FormatError, MetaTensorError, WeightRangeError
 from quantkit.quantize import decide_layers, quantize_
@@ -48,6 +48,15 @@ def test_a_parameter_that_requires_grad_encodes_like_its_values(fmt):
 def test_a_meta_tensor_is_a_clear_error_naming_the_tensor(fmt):
     with pytest.raises(MetaTensorError, match=r"layers\.3\.w2\.weight: .* meta device"):
         quantize(torch.empty(8, 512, device="meta"), fmt, name="layers.3.w2.weight")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_tensor_given_no_name_is_called_tensor_in_errors(fmt):
+    """``name`` is optional for the dispatcher and for each format module; an error then still starts with a name."""
+    meta = torch.empty(8, 512, device="meta")
+    for encode in (lambda w: quantize(w, fmt), codec(fmt).quantize):
+        with pytest.raises(MetaTensorError, match=r"^tensor: .* meta device"):
+            encode(meta)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
