@@ -75,6 +75,20 @@ def test_float64_weights_encode_as_their_float32_roundings(fmt):
     assert same_storage(quantize(w, fmt), quantize(w.float(), fmt))
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_codecs_work_on_the_weight_s_device_whatever_torch_s_default_device(fmt):
+    """Model loaders build layers under ``with torch.device("meta")`` (or set a CUDA default) while they pack real
+    weights: every buffer a codec allocates must follow the weight, or the bytes land on the meta device."""
+    w = weight()
+    expected = quantize(w, fmt)
+    with torch.device("meta"):
+        packed = quantize(w, fmt)
+        decoded = dequantize(packed)
+    assert all(t.device.type == "cpu" for t in tensors_of(packed))
+    assert same_storage(packed, expected)
+    assert decoded.device.type == "cpu" and torch.equal(decoded, dequantize(expected))
+
+
 def test_the_range_error_is_a_format_error_callers_already_catch():
     assert issubclass(WeightRangeError, FormatError) and issubclass(MetaTensorError, FormatError)
 
