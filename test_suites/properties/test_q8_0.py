@@ -141,8 +141,9 @@ def test_non_finite_weights_are_rejected(bad):
 
 
 def test_rows_that_are_not_whole_blocks_are_rejected():
-    with pytest.raises(FormatError, match="multiple of 32"):
-        q8_0.quantize(torch.randn(4, 48))
+    message = r"^ff\.weight: q8_0 packs rows in blocks of 32 weights, but the row length 48 \(shape \(4, 48\)\) is not"
+    with pytest.raises(FormatError, match=message):
+        q8_0.quantize(torch.randn(4, 48), name="ff.weight")
 
 
 def test_weights_whose_scale_overflows_fp16_are_rejected_naming_the_tensor_and_the_row():
