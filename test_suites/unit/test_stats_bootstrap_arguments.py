@@ -1,6 +1,7 @@
 """The one-sample interval passes every argument through and has documented defaults; long id lists are shortened."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -112,3 +113,33 @@ def test_pairing_errors_name_the_metric_the_category_and_the_fix():
         paired_bootstrap({"a": 1.0, "b": float("nan")}, {"a": 1.0, "b": 2.0}, metric="clip")
     with pytest.raises(StatsError, match=r"^clip\[text\] \(v\): a bootstrap needs at least 2 paired prompts, got 1$"):
         PairedBootstrap({"a": 1.0}, None, metric="clip", variant_name="v", category="text")
+
+
+def test_defaults_are_ten_thousand_resamples_seed_zero_and_a_two_sided_interval():
+    v, r = _rows(k=1)
+    ids = [f"p{j:02d}" for j in range(v.shape[1])]
+    (row,) = paired_bootstrap_rows(v, r)
+    one = paired_bootstrap(dict(zip(ids, v[0], strict=True)), dict(zip(ids, r[0], strict=True)))
+    for ci in (row, one):
+        assert (ci.n_resamples, ci.seed, ci.alternative) == (10_000, 0, "two-sided")
+    assert row.low == pytest.approx(one.low, rel=1e-12) and row.high == pytest.approx(one.high, rel=1e-12)
+
+
+def test_integer_score_rows_are_differenced_as_numbers_not_wrapped():
+    """Counts stored as uint8 (e.g. characters read correctly) must not wrap around when subtracted."""
+    (ci,) = paired_bootstrap_rows(
+        np.array([[0, 1, 0, 1]], np.uint8), np.array([[1, 1, 1, 1]], np.uint8), n_resamples=50
+    )
+    assert ci.mean_diff == -0.5 and ci.high <= 0.0
+
+
+def test_a_one_sided_bca_interval_that_is_undefined_falls_back_quietly_to_the_percentile_interval():
+    """With ``alternative="greater"`` only the lower BCa bound can be NaN (the upper is +inf): that alone must
+    trigger the fallback, and the fallback raises no warnings."""
+    v = np.array([[1.0, 1.0, 1.0, 1.0], [0.3, 1.2, -0.4, 0.9]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        constant, normal = paired_bootstrap_rows(v, np.zeros_like(v), n_resamples=100, alternative="greater")
+    assert (constant.method, constant.low, constant.high) == ("percentile", 1.0, float("inf"))
+    assert constant.fallback_reason.startswith("BCa is undefined because all 4 differences equal 1")
+    assert normal.method == "BCa" and normal.fallback_reason is None
