@@ -105,7 +105,7 @@ def quantize(w: torch.Tensor, *, name: str = "tensor", blocksize: int = 64, doub
         packed[part.start // 2 : part.start // 2 + codes.numel() // 2] = (codes[::2] << 4) | codes[1::2]
 
     run_in_chunks(encode, n, max(blocksize, CPU_CHUNK_ELEMENTS // blocksize * blocksize), w.device)
-    extra = {"blocksize": torch.tensor(blocksize, dtype=torch.int64)}
+    extra = {"blocksize": torch.tensor(blocksize, dtype=torch.int64, device=w.device)}
     if not double_quant:
         return Packed(FORMAT, tuple(w.shape), packed.unsqueeze(1), absmax, extra)
     offset = absmax.mean()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from quantkit.codecs import FORMATS, Packed, dequantize, quantize
+from quantkit.codecs import FORMATS, Packed, codec, dequantize, quantize
 from quantkit.codecs.base import run_in_chunks
 from quantkit.errors import FormatError, MetaTensorError, WeightRangeError
 from quantkit.quantize import decide_layers, quantize_
@@ -46,8 +46,19 @@ def test_a_parameter_that_requires_grad_encodes_like_its_values(fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_meta_tensor_is_a_clear_error_naming_the_tensor(fmt):
-    with pytest.raises(MetaTensorError, match=r"layers\.3\.w2\.weight: .* meta device"):
+    with pytest.raises(
+        MetaTensorError, match=rf"^layers\.3\.w2\.weight: {fmt} encodes .* this \(8, 512\) tensor .* meta device"
+    ):
         quantize(torch.empty(8, 512, device="meta"), fmt, name="layers.3.w2.weight")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_tensor_given_no_name_is_called_tensor_in_errors(fmt):
+    """``name`` is optional for the dispatcher and for each format module; an error then still starts with a name."""
+    meta = torch.empty(8, 512, device="meta")
+    for encode in (lambda w: quantize(w, fmt), codec(fmt).quantize):
+        with pytest.raises(MetaTensorError, match=r"^tensor: .* meta device"):
+            encode(meta)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -64,6 +75,20 @@ def test_float64_weights_encode_as_their_float32_roundings(fmt):
         8, 512, generator=torch.Generator().manual_seed(2), dtype=torch.float64
     )
     assert same_storage(quantize(w, fmt), quantize(w.float(), fmt))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_codecs_work_on_the_weight_s_device_whatever_torch_s_default_device(fmt):
+    """Model loaders build layers under ``with torch.device("meta")`` (or set a CUDA default) while they pack real
+    weights: every buffer a codec allocates must follow the weight, or the bytes land on the meta device."""
+    w = weight()
+    expected = quantize(w, fmt)
+    with torch.device("meta"):
+        packed = quantize(w, fmt)
+        decoded = dequantize(packed)
+    assert all(t.device.type == "cpu" for t in tensors_of(packed))
+    assert same_storage(packed, expected)
+    assert decoded.device.type == "cpu" and torch.equal(decoded, dequantize(expected))
 
 
 def test_the_range_error_is_a_format_error_callers_already_catch():

@@ -141,8 +141,9 @@ def test_non_finite_weights_are_rejected(bad):
 
 
 def test_rows_that_are_not_whole_blocks_are_rejected():
-    with pytest.raises(FormatError, match="multiple of 32"):
-        q8_0.quantize(torch.randn(4, 48))
+    message = r"^ff\.weight: q8_0 packs rows in blocks of 32 weights, but the row length 48 \(shape \(4, 48\)\) is not"
+    with pytest.raises(FormatError, match=message):
+        q8_0.quantize(torch.randn(4, 48), name="ff.weight")
 
 
 def test_weights_whose_scale_overflows_fp16_are_rejected_naming_the_tensor_and_the_row():
@@ -150,6 +151,22 @@ def test_weights_whose_scale_overflows_fp16_are_rejected_naming_the_tensor_and_t
     w[3, 40] = 1e7
     with pytest.raises(WeightRangeError, match=r"to_q\.weight: q8_0 .* index \[3, 32\] \(row 3\) .* overflows fp16"):
         q8_0.quantize(w, name="to_q.weight")
+
+
+def test_the_scale_overflow_error_gives_the_block_s_peak_and_the_largest_peak_q8_0_can_store():
+    """The message says how far out of range the block is: its max|w| (not one weight of it) against the limit
+    65520 * 127 from which fp16 ``d`` overflows, how many blocks overflow, and what to do about it."""
+    w = torch.zeros(4, 64)
+    w[3, 40], w[3, 33], w[1, 0] = 1e7, 5.0, -2e7
+    with pytest.raises(WeightRangeError) as error:
+        q8_0.quantize(w, name="to_q.weight")
+    assert "index [1, 0] (row 1) has max|w| = 2e+07," in str(error.value)
+    assert str(error.value).endswith(
+        "below about 8.321e+06); 2 block(s) affected. Keep this tensor in higher precision."
+    )
+    w[1, 0] = 0.0
+    with pytest.raises(WeightRangeError, match=r"has max\|w\| = 1e\+07, .* 1 block\(s\) affected"):
+        q8_0.quantize(w)
 
 
 def test_scales_that_round_down_to_the_largest_fp16_still_encode_like_gguf_py():

@@ -94,6 +94,14 @@ def test_each_category_gets_its_own_verdict():
     assert (only_text.ci.category, only_text.passed, only_text.confidence) == ("text", False, 0.95)
 
 
+def test_each_verdict_names_the_position_of_the_gate_it_came_from():
+    """A per-category gate gives several verdicts: ``index`` maps each back to its gate in the profile, so a report
+    can group them (the verdict list itself is longer than the gate list)."""
+    gates = [clip_gate("includes_zero"), clip_gate("non_inferior", margin=1.0, category="*"), clip_gate("superior")]
+    v = run(gates, n_resamples=500)
+    assert [(x.index, x.ci.category) for x in v] == [(0, None), (1, "photo"), (1, "text"), (2, None)]
+
+
 def test_category_errors_name_what_is_missing():
     with pytest.raises(StatsError, match="no prompt is in category 'art'"):
         run([clip_gate("includes_zero", category="art")])
