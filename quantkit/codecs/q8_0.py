@@ -66,10 +66,10 @@ class _Scratch:
     """Buffers reused across chunks: fresh large allocations page-fault and cost more than the arithmetic."""
 
     def __init__(self, blocks: int, device: torch.device) -> None:
-        self.magnitude = torch.empty(blocks, BLOCK, device=device)
-        self.scaled = torch.empty(blocks, BLOCK, device=device)
-        self.d = torch.empty(blocks, 1, device=device)
-        self.inverse = torch.empty(blocks, 1, device=device)
+        self.magnitude = torch.empty(blocks, BLOCK, dtype=torch.float32, device=device)
+        self.scaled = torch.empty(blocks, BLOCK, dtype=torch.float32, device=device)
+        self.d = torch.empty(blocks, 1, dtype=torch.float32, device=device)
+        self.inverse = torch.empty(blocks, 1, dtype=torch.float32, device=device)
 
     def views(self, blocks: int) -> tuple[torch.Tensor, ...]:
         return self.magnitude[:blocks], self.scaled[:blocks], self.d[:blocks], self.inverse[:blocks]
