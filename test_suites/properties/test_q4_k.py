@@ -309,3 +309,12 @@ def test_on_cpu_the_compiled_kernel_does_the_encoding(gaussian, gaussian_packed,
 
     monkeypatch.setattr(q4_k, "_quantize_blocks_eager", eager_not_expected)
     assert torch.equal(quantize(gaussian, "q4_k").data, gaussian_packed.data)
+
+
+def test_both_encoding_paths_return_uint8_bytes():
+    """``_quantize_blocks`` returns the format's bytes as uint8 ``[n, 144]`` on either path, not wider integers."""
+    blocks = torch.randn(3, 256, generator=torch.Generator().manual_seed(1))
+    for path in (q4_k._quantize_blocks_fused, q4_k._quantize_blocks_eager):
+        out = path(blocks)
+        assert out.dtype == torch.uint8
+        assert out.shape == (3, 144)
