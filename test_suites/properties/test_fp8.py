@@ -104,3 +104,12 @@ def test_non_finite_weights_are_rejected(bad):
     w[0, 5] = bad
     with pytest.raises(FormatError, match="NaN or Inf"):
         fp8_e4m3.quantize(w)
+
+
+def test_codes_stay_finite_at_448_for_rows_of_subnormal_weights():
+    """For a subnormal row maximum, ``max / 448`` rounds to a coarse subnormal step (670 / 448 units of 2**-149 round
+    to 1 unit), so ``w / s`` reaches 670, which the non-saturating cast would turn into NaN: the clamp saturates it."""
+    unit = 2.0**-149
+    w = torch.tensor([[-670 * unit, 670 * unit, unit]])
+    packed = fp8_e4m3.quantize(w)
+    assert packed.data.to(torch.float32).tolist() == [[-448.0, 448.0, 1.0]]

@@ -96,3 +96,12 @@ def test_non_finite_weights_are_rejected(bad):
     w[3, 0] = bad
     with pytest.raises(FormatError, match="NaN or Inf"):
         int8.quantize(w)
+
+
+def test_codes_stay_within_127_for_rows_of_subnormal_weights():
+    """For a subnormal row maximum, ``max / 127`` rounds to a coarse subnormal step (here 190 / 127 units of 2**-149
+    round to 1 unit), so ``w / s`` can exceed 127: the clamp keeps the codes in range, on both sides."""
+    unit = 2.0**-149
+    w = torch.tensor([[-190 * unit, 190 * unit, unit]])
+    packed = int8.quantize(w)
+    assert packed.data.tolist() == [[-127, 127, 1]]

@@ -299,3 +299,22 @@ def test_cuda_encoding_matches_cpu_bytes(gaussian, gaussian_packed):
     assert packed.data.device.type == "cuda"
     assert torch.equal(packed.data.cpu(), gaussian_packed.data)
     assert torch.equal(dequantize(packed).cpu(), dequantize(gaussian_packed))
+
+
+def test_on_cpu_the_compiled_kernel_does_the_encoding(gaussian, gaussian_packed, monkeypatch):
+    """With numba present, CPU encoding runs the compiled kernels (the eager torch path is several times slower)."""
+
+    def eager_not_expected(blocks: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the eager torch path ran on CPU")
+
+    monkeypatch.setattr(q4_k, "_quantize_blocks_eager", eager_not_expected)
+    assert torch.equal(quantize(gaussian, "q4_k").data, gaussian_packed.data)
+
+
+def test_both_encoding_paths_return_uint8_bytes():
+    """``_quantize_blocks`` returns the format's bytes as uint8 ``[n, 144]`` on either path, not wider integers."""
+    blocks = torch.randn(3, 256, generator=torch.Generator().manual_seed(1))
+    for path in (q4_k._quantize_blocks_fused, q4_k._quantize_blocks_eager):
+        out = path(blocks)
+        assert out.dtype == torch.uint8
+        assert out.shape == (3, 144)
