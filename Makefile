@@ -36,7 +36,7 @@ lock: install
 	$(PY) -m uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade --output-file requirements.lock
 
 # Mutation score of the unit and property suites for quantkit/codecs, quantkit/nn and quantkit/stats (not part of
-# `make test`: about an hour for all 4087 mutants on 2 cores; see docs/mutation.md). MUTANTS narrows it, e.g.
+# `make test`: 50 minutes for all 4087 mutants on 2 cores; see docs/mutation.md). MUTANTS narrows it, e.g.
 # MUTANTS='quantkit.stats.*'. mutants/ is rebuilt from scratch each time: mutmut 3.8 drops its recorded test
 # coverage when it reuses an old mutants/ directory, and then reports every mutant as "no tests". One thread per
 # library: mutmut forks a worker per mutant from a process whose OpenMP pool is running, and a forked worker that
