@@ -145,3 +145,18 @@ def test_a_one_sided_bca_interval_that_is_undefined_falls_back_quietly_to_the_pe
     assert (constant.method, constant.low, constant.high) == ("percentile", 1.0, float("inf"))
     assert constant.fallback_reason.startswith("BCa is undefined because all 4 differences equal 1")
     assert normal.method == "BCa" and normal.fallback_reason is None
+
+
+def test_a_reference_given_without_a_name_is_called_reference():
+    ci = PairedBootstrap({"a": 1.0, "b": 2.0, "c": 4.0}, {"a": 0.5, "b": 1.0, "c": 1.0}, n_resamples=200).interval()
+    assert ci.reference == "reference"
+
+
+def test_a_second_interval_reuses_the_first_bootstrap_distribution_without_adding_resamples():
+    """Asking for a percentile interval after the BCa one reads the same resamples: it equals the percentile
+    interval of a fresh bootstrap with the same seed and count."""
+    v, r = {p: float(i) ** 1.5 for i, p in enumerate("abcdefgh")}, {p: float(i) for i, p in enumerate("abcdefgh")}
+    reused = PairedBootstrap(v, r, n_resamples=500, seed=3)
+    reused.interval(0.9)
+    fresh = PairedBootstrap(v, r, n_resamples=500, seed=3).interval(0.9, method="percentile")
+    assert reused.interval(0.9, method="percentile") == fresh
