@@ -235,12 +235,9 @@ class Study:
 
     def _build(self, name: str) -> Variant:
         recipe = recipe_for(name)
-        if isinstance(recipe, Recipe) and recipe.needs_calibration:
-            stats, identity = self.calibration()
-            pipe = self._source_pipeline(take=True)
-            return Variant(name, recipe, pipe, apply_recipe(pipe, recipe, stats), calibration=identity)
+        stats, identity = self.calibration() if self.calibrates(name) else (None, "")
         pipe = self._source_pipeline(take=True)
-        return Variant(name, recipe, pipe, apply_recipe(pipe, recipe))
+        return Variant(name, recipe, pipe, apply_recipe(pipe, recipe, stats), calibration=identity)
 
     def _source_pipeline(self, *, take: bool = False) -> Ideogram4Pipeline:
         """An unquantized pipeline: what image keys are computed on before (or without) building a variant.
@@ -299,7 +296,7 @@ class Study:
             except CheckpointError as err:  # a damaged cache entry is recomputed, never used
                 log.warning("calibration cache: %s; recomputing", err)
         prompts = self._calibration_prompts()
-        source = self._load_pipeline()
+        source = self._source_pipeline()  # calibration only observes it: the same pipeline is quantized next
         with _progress(self.progress, len(prompts), "calibrate int8") as bar:
             stats = calibrate_pipeline(
                 source, prompts, self.sampler, resolution=self.config.resolution, progress=lambda: bar.update()
