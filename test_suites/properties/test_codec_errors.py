@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quantkit.codecs import fp8_e4m3, int8, q4_k, quantize
+from quantkit.codecs import FORMATS, codec, fp8_e4m3, int8, q4_k, quantize
 from quantkit.codecs.base import FLOAT32_MAX, check_input, validated
 from quantkit.errors import FormatError, MetaTensorError, WeightRangeError
 
@@ -103,3 +103,9 @@ def test_a_non_finite_refusal_counts_the_non_finite_values():
     w[0, 1], w[1, 2] = float("inf"), float("nan")
     with pytest.raises(FormatError, match=r"index \[0, 1\] \(2 of 8 values\)\. Fix the source weights\.$"):
         check_input(w, "int8", "w")
+
+
+def test_an_unknown_format_lists_the_known_ones():
+    with pytest.raises(FormatError) as error:
+        codec("q5_k")
+    assert str(error.value) == "unknown format 'q5_k'; known formats: " + ", ".join(FORMATS)

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from test_codec_contract import same_storage
 
-from quantkit.codecs import q4_k, quantize
+from quantkit.codecs import FORMATS, q4_k, quantize
 
 
 @contextlib.contextmanager
@@ -58,3 +59,14 @@ def test_the_eager_q4_k_path_gives_the_same_bytes_under_other_defaults():
         assert torch.equal(q4_k._quantize_blocks_eager(blocks), expected)
     with torch.device("meta"):
         assert torch.equal(q4_k._quantize_blocks_eager(blocks), expected)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_codec_stores_the_same_bytes_under_a_float64_default_dtype(fmt):
+    """Q8_0's scratch buffers once took the default dtype, and encoding crashed under float64."""
+    w = _weight() * 0.02
+    w[:, 5] *= 40.0
+    expected = quantize(w, fmt)
+    with default_dtype(torch.float64):
+        packed = quantize(w, fmt)
+    assert same_storage(packed, expected)
